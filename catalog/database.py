@@ -1,0 +1,171 @@
+"""Open the catalogue: resolve --db, create engines, keep the schema at head.
+
+Owns the rules around the database file: a file path or a SQLAlchemy URL;
+a missing database is created only by commands that write; a database that
+is behind is upgraded by Alembic before use; one stamped with a revision this
+code does not know, a corrupt file or another program's database is refused
+before anything is written. Database errors become one-line CatalogErrors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import dialects
+from .errors import CatalogError, UsageError
+from .schema import HEAD_REVISION
+
+DEFAULT_DB = "catalog.db"
+
+
+def is_url(target: str) -> bool:
+    return "://" in target
+
+
+def sqlite_path(target: str) -> Optional[str]:
+    """The file behind a SQLite target, or None for other backends / memory."""
+    if not is_url(target):
+        return target
+    if target.startswith("sqlite:///") and len(target) > len("sqlite:///"):
+        return target[len("sqlite:///"):].split("?", 1)[0]
+    return None
+
+
+def open_engine(target: str, *, readonly: bool = False) -> Engine:
+    """An engine with the catalogue's connection settings; no checks."""
+    path = sqlite_path(target)
+    if path is not None:
+        if readonly:
+            engine = create_engine("sqlite://", creator=dialects.sqlite_readonly_creator(os.path.abspath(path)))
+        else:
+            engine = create_engine(
+                "sqlite:///" + os.path.abspath(path),
+                connect_args={"timeout": dialects.BUSY_TIMEOUT_S},
+            )
+        dialects.configure_sqlite(engine, readonly=readonly)
+        return engine
+    if target.startswith("sqlite"):
+        engine = create_engine(target)
+        dialects.configure_sqlite(engine, readonly=readonly)
+        return engine
+    try:
+        return create_engine(target)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise UsageError(f"cannot use database URL {target!r}: {exc}") from None
+
+
+def _check_sqlite_file(path: str, *, must_exist: bool) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"database {path} is a folder; give a file path with --db")
+    if not p.parent.exists():
+        raise UsageError(f"folder of database {path} does not exist; create it or choose another --db")
+    if must_exist and not p.exists():
+        raise UsageError(f"no catalogue at {path}; run `catalog index PATH` first or pass --db")
+
+
+def current_revision(conn: Connection) -> Optional[str]:
+    tables = inspect(conn).get_table_names()
+    if "alembic_version" not in tables:
+        if tables:
+            raise CatalogError(
+                "database has tables but no catalog schema version: it belongs to another program; "
+                "choose another --db"
+            )
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _alembic_config(conn: Optional[Connection] = None):
+    from alembic.config import Config
+
+    import migrations
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    if conn is not None:
+        cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _check_known(revision: str, target: str) -> None:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        known = ScriptDirectory.from_config(_alembic_config()).get_revision(revision)
+    except CommandError:
+        known = None
+    if known is None:
+        raise CatalogError(
+            f"database {target} was written by a newer catalog (schema revision {revision}); "
+            "upgrade catalog before using it"
+        )
+
+
+def upgrade(engine: Engine, target: str) -> tuple[Optional[str], str]:
+    """Bring the schema to head in one transaction; returns (before, after)."""
+    with engine.begin() as conn:
+        before = current_revision(conn)
+        if before == HEAD_REVISION:
+            return before, before
+        if before is not None:
+            _check_known(before, target)
+        from alembic import command
+
+        command.upgrade(_alembic_config(conn), "head")
+    return before, HEAD_REVISION
+
+
+def revision_of(engine: Engine) -> Optional[str]:
+    with engine.connect() as conn:
+        return current_revision(conn)
+
+
+def open_catalog(target: str, *, write: bool) -> Engine:
+    """An engine on a catalogue at head. `write=False` opens it read-only and
+    refuses a database that does not exist yet."""
+    path = sqlite_path(target)
+    if path is not None:
+        _check_sqlite_file(path, must_exist=not write)
+    try:
+        engine = open_engine(target, readonly=not write)
+        revision = revision_of(engine)
+        if revision != HEAD_REVISION:
+            if revision is not None:
+                _check_known(revision, target)
+            elif not write:
+                raise UsageError(f"no catalogue in {target} yet; run `catalog index PATH` first")
+            writer = engine if write else open_engine(target)
+            try:
+                upgrade(writer, target)
+            finally:
+                if writer is not engine:
+                    writer.dispose()
+        return engine
+    except SQLAlchemyError as exc:
+        raise describe_db_error(exc, target) from None
+
+
+def describe_db_error(exc: BaseException, target: str) -> CatalogError:
+    """One line a user can act on, for the database failures people really hit."""
+    orig = getattr(exc, "orig", None) or exc
+    msg = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    low = msg.lower()
+    if "file is not a database" in low or "malformed" in low:
+        return CatalogError(f"database {target} is corrupt or not SQLite ({msg}); move it aside or choose another --db")
+    if "locked" in low or "busy" in low:
+        return CatalogError(
+            f"database {target} is busy: another catalog run is writing it; try again when it has finished"
+        )
+    if "readonly" in low or "read-only" in low or "unable to open" in low:
+        return CatalogError(
+            f"cannot write database {target} ({msg}): the file or its folder is read-only; choose a writable --db"
+        )
+    return CatalogError(f"database error on {target}: {msg}")

@@ -1,0 +1,97 @@
+"""The one place for backend-specific SQL: SQLite pragmas and locking, and the
+read-only guards of `catalog sql` on SQLite and PostgreSQL.
+
+Everything else in the package speaks portable SQLAlchemy Core or plain SQL;
+if a statement only one backend understands is needed, it goes here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from urllib.parse import quote
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+# Long enough for a second `catalog index` to wait out a typical project sync
+# (tens of seconds at 20K images), short enough to fail clearly when stuck.
+BUSY_TIMEOUT_S = 120.0
+
+
+def is_sqlite(engine_or_conn) -> bool:
+    return engine_or_conn.dialect.name == "sqlite"
+
+
+def configure_sqlite(engine: Engine, *, readonly: bool = False) -> None:
+    """WAL, foreign keys, a busy timeout, and transactions we control.
+
+    pysqlite's own transaction handling starts a transaction only at the first
+    write, so a sync's reads would happen outside it. We switch the driver to
+    autocommit and issue BEGIN ourselves: writers take BEGIN IMMEDIATE (the
+    write lock up front, so two syncs serialize instead of racing on a stale
+    read); readers take a plain BEGIN, a consistent WAL snapshot.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            cur.execute("PRAGMA query_only = ON")
+            # Last, because it refuses the pragmas above.
+            dbapi_conn.set_authorizer(_readonly_authorizer)
+        else:
+            cur.execute("PRAGMA journal_mode = WAL")
+            # In WAL, NORMAL keeps every commit atomic and consistent after a
+            # crash; only the last commits may be lost on power failure.
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def sqlite_readonly_creator(path: str):
+    """A connection factory that opens the file read-only at the OS level."""
+    uri = "file:" + quote(path) + "?mode=ro"
+
+    def connect():
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+
+    return connect
+
+
+# Pragmas that only read, even when given an argument (a table name).
+_READ_PRAGMAS = frozenset({
+    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "integrity_check", "quick_check", "database_list",
+    "compile_options", "collation_list", "function_list", "pragma_list",
+    "table_list", "foreign_key_check",
+})
+
+
+def _readonly_authorizer(action, arg1, arg2, _db, _trigger):
+    # Belt and braces over mode=ro: ATTACH can create files elsewhere, and
+    # some pragmas (writable_schema, journal_mode) change state without a write.
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA:
+        if arg2 is None or arg1.lower() in _READ_PRAGMAS:
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and arg2 and arg2.lower() == "load_extension":
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def begin_read_only(conn: Connection) -> None:
+    """Make the transaction just begun on `conn` read-only on PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def sqlite_integrity_check(conn: Connection) -> str:
+    return conn.exec_driver_sql("PRAGMA integrity_check").scalar()

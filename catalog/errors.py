@@ -1,0 +1,17 @@
+"""Errors a user can act on: one line naming the thing and what to do.
+
+The CLI prints `str(error)` and exits with `exit_code`; anything else that
+escapes is a bug and gets a traceback only with --debug.
+"""
+
+
+class CatalogError(Exception):
+    """A failure while doing the work (exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(CatalogError):
+    """A mistake in what the user asked for (exit code 2)."""
+
+    exit_code = 2

@@ -1,0 +1,261 @@
+"""Export: training rows in the formats the existing trainer reads.
+
+Owns `selection_only_log.csv` (one row per decision: the winner and a JSON
+array of its losers), `anomaly_cases.csv`, `--merge` into an existing log,
+and writing files atomically (a temporary file beside OUT, then rename), so a
+crash never leaves a truncated or half-merged log behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, TextIO
+
+from sqlalchemy import DateTime, Float, Integer, String, bindparam, text
+from sqlalchemy.engine import Connection
+
+from .errors import UsageError
+from .names import format_stage
+
+TRAINER_COLUMNS = ["session_id", "set_id", "chosen_path", "neg_paths", "timestamp"]
+EXPORT_COLUMNS = TRAINER_COLUMNS + ["project", "chosen_stage", "max_stage", "is_anomaly"]
+ANOMALY_COLUMNS = ["session_id", "set_id", "project", "chosen_stage", "max_rejected_stage",
+                   "chosen_path", "rejected_paths", "timestamp"]
+
+
+class Decision(NamedTuple):
+    project: str
+    set_id: str
+    chosen_path: str
+    chosen_stage: float
+    max_stage: float
+    is_anomaly: int
+    timestamp: object
+    loser_paths: list[str]
+    loser_stages: list[float]
+
+
+# One pass: each decision with its losers in (stage, filename) order, so the
+# rows stream out without holding the catalogue in memory.
+_DECISIONS = """
+SELECT d.project, d.set_id, p.sandbox_dir, d.chosen_path, d.chosen_stage, d.max_stage,
+       d.is_anomaly, d.timestamp, d.group_id, i.rel_path AS loser_path, i.stage AS loser_stage
+FROM decisions d
+JOIN projects p ON p.name = d.project
+JOIN group_members gm ON gm.group_id = d.group_id
+JOIN images i ON i.id = gm.image_id AND i.id <> d.chosen_image_id
+{where}
+ORDER BY d.project, d.set_id, i.stage, i.filename
+"""
+
+
+def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
+              anomalies_only: bool = False, relative_to: Optional[str] = None) -> Iterator[Decision]:
+    conditions, params = [], {}
+    if projects:
+        conditions.append("d.project IN :names")
+        params["names"] = list(projects)
+    if anomalies_only:
+        conditions.append("d.is_anomaly = 1")
+    where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
+    stmt = text(_DECISIONS.format(where=where)).columns(
+        project=String, set_id=String, sandbox_dir=String, chosen_path=String, chosen_stage=Float,
+        max_stage=Float, is_anomaly=Integer, timestamp=DateTime, group_id=Integer,
+        loser_path=String, loser_stage=Float,
+    )
+    if projects:
+        stmt = stmt.bindparams(bindparam("names", expanding=True))
+
+    if relative_to is None:
+        def place(base: str, rel: str) -> str:
+            return f"{base}/{rel}"
+    else:
+        start = os.path.abspath(relative_to)
+
+        def place(base: str, rel: str) -> str:
+            return os.path.relpath(f"{base}/{rel}", start)
+
+    current = None
+    for r in conn.execute(stmt):
+        if current is None or current[0] != r.group_id:
+            if current is not None:
+                yield current[1]
+            current = (r.group_id, Decision(
+                r.project, r.set_id, place(r.sandbox_dir, r.chosen_path), r.chosen_stage, r.max_stage,
+                r.is_anomaly, r.timestamp, [], [],
+            ))
+        current[1].loser_paths.append(place(r.sandbox_dir, r.loser_path))
+        current[1].loser_stages.append(r.loser_stage)
+    if current is not None:
+        yield current[1]
+
+
+def iso_utc(timestamp) -> str:
+    return timestamp.strftime("%Y-%m-%dT%H:%M:%SZ") if timestamp is not None else ""
+
+
+def _number(stage: float):
+    return int(stage) if float(stage).is_integer() else stage
+
+
+def training_row(d: Decision, *, as_json: bool = False) -> dict:
+    return {
+        "session_id": f"{d.project}_extraction",
+        "set_id": d.set_id,
+        "chosen_path": d.chosen_path,
+        "neg_paths": d.loser_paths if as_json else json.dumps(d.loser_paths, ensure_ascii=False),
+        "timestamp": iso_utc(d.timestamp),
+        "project": d.project,
+        "chosen_stage": _number(d.chosen_stage) if as_json else format_stage(d.chosen_stage),
+        "max_stage": _number(d.max_stage) if as_json else format_stage(d.max_stage),
+        "is_anomaly": d.is_anomaly,
+    }
+
+
+def anomaly_row(d: Decision) -> dict:
+    return {
+        "session_id": f"{d.project}_extraction",
+        "set_id": d.set_id,
+        "project": d.project,
+        "chosen_stage": format_stage(d.chosen_stage),
+        "max_rejected_stage": format_stage(max(d.loser_stages)),
+        "chosen_path": d.chosen_path,
+        "rejected_paths": json.dumps(d.loser_paths, ensure_ascii=False),
+        "timestamp": iso_utc(d.timestamp),
+    }
+
+
+@dataclass
+class ExportResult:
+    written: int = 0
+    already: int = 0
+    path: str = "-"
+
+
+def filename_of(path: str) -> str:
+    """The filename of a path from any machine (`/` or `\\` separators)."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _read_log(path: Path) -> tuple[list[str], set[str], bytes]:
+    """(header, chosen filenames, raw bytes) of an existing training log."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} to merge into: {exc.strerror}") from None
+    try:
+        reader = csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""))
+        header = next(reader, [])
+        if header[:5] != TRAINER_COLUMNS:
+            raise UsageError(
+                f"{path} is not a training log: its first columns are {','.join(header[:5]) or '(none)'}, "
+                f"expected {','.join(TRAINER_COLUMNS)}; choose another file or drop --merge"
+            )
+        chosen = {filename_of(row[2]) for row in reader if len(row) > 2}
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{path} is not a readable CSV training log ({exc}); choose another file") from None
+    return header, chosen, raw
+
+
+def _clear_stale_temps(out: Path) -> None:
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
+
+
+def atomic_write(out: Path, write: Callable[[TextIO], None]) -> None:
+    """Write OUT through a temporary file in the same folder, then rename."""
+    _clear_stale_temps(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if out.exists():
+            os.chmod(tmp, out.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_out(out: str, *, force: bool, merge: bool) -> Optional[Path]:
+    """Validate OUT before any query runs; None means stdout."""
+    if out == "-":
+        if merge:
+            raise UsageError("--merge needs a file to merge into, not -")
+        return None
+    path = Path(out)
+    if path.is_dir():
+        raise UsageError(f"{out} is a folder; give a file name to export to")
+    if not path.parent.is_dir():
+        raise UsageError(f"folder of {out} does not exist; create it first")
+    if merge and force:
+        raise UsageError("--merge and --force contradict each other; choose one")
+    if merge and not path.exists():
+        raise UsageError(f"{out} does not exist, nothing to merge into; drop --merge to create it")
+    if path.exists() and not (force or merge):
+        raise UsageError(f"{out} already exists; pass --force to overwrite it or --merge to append new rows")
+    return path
+
+
+def write_rows(out: Optional[Path], columns: list[str], rows: Iterable[dict], *, fmt: str = "csv",
+               merge: bool = False) -> ExportResult:
+    """Write rows to OUT (None: stdout) as csv or jsonl; with `merge`, keep
+    OUT byte for byte and append only rows whose chosen image is new to it."""
+    result = ExportResult(path=str(out) if out else "-")
+    header, seen, raw = (columns, set(), b"")
+    if merge:
+        header, seen, raw = _read_log(out)
+
+    def emit(f: TextIO) -> None:
+        if merge:
+            f.flush()
+            f.buffer.write(raw)  # the existing log, byte for byte
+            if raw and not raw.endswith(b"\n"):
+                f.buffer.write(b"\n")
+        if fmt == "jsonl":
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                result.written += 1
+            return
+        writer = csv.writer(f, lineterminator="\n")
+        if not merge:
+            writer.writerow(columns)
+        for row in rows:
+            if merge:
+                name = filename_of(row["chosen_path"])
+                if name in seen:
+                    result.already += 1
+                    continue
+                seen.add(name)
+            writer.writerow([row.get(c, "") for c in header])
+            result.written += 1
+
+    if out is None:
+        emit(sys.stdout)
+        sys.stdout.flush()
+    else:
+        atomic_write(out, emit)
+    return result

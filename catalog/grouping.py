@@ -1,0 +1,156 @@
+"""Group: reproduce the image selector's rising-stage runs.
+
+Owns the nearest-up rule (`selector_runs`), how a project's sandbox images
+are cut into per-folder sequences (`form_groups`), and storing the result in
+`image_groups` / `group_members` so that unchanged groups keep their id and
+set id across syncs.
+
+The rule, as the selector applied it: within one folder, images sorted by
+(timestamp, stage, filename); a run starts at the current image; from the
+last image taken look at the next LOOKAHEAD images, stop at the first whose
+stage is not higher, and take the smallest higher stage seen (earliest on a
+tie). A run of two or more is a group and the next run starts after its last
+image; a shorter run is dropped and the next starts at the following image.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import NamedTuple, Optional, Sequence
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
+
+from .names import format_stage, timestamp_key
+from .schema import group_members, image_groups
+
+LOOKAHEAD = 50
+
+
+class SandboxImage(NamedTuple):
+    id: int
+    dir: str
+    filename: str
+    timestamp: Optional[datetime]
+    stage: Optional[float]
+    width: Optional[int]
+    height: Optional[int]
+
+
+def selector_runs(stages: Sequence[float], lookahead: int = LOOKAHEAD) -> list[list[int]]:
+    """Indexes of each group in `stages` (already in selector order)."""
+    groups = []
+    n = len(stages)
+    start = 0
+    while start < n:
+        run = [start]
+        last = start
+        while True:
+            best = None
+            last_stage = stages[last]
+            for j in range(last + 1, min(last + 1 + lookahead, n)):
+                stage = stages[j]
+                if stage <= last_stage:
+                    break
+                if best is None or stage < stages[best]:
+                    best = j
+            if best is None:
+                break
+            run.append(best)
+            last = best
+        if len(run) >= 2:
+            groups.append(run)
+            start = last + 1
+        else:
+            start += 1
+    return groups
+
+
+def form_groups(sandbox: Sequence[SandboxImage]) -> list[list[SandboxImage]]:
+    """The selector's groups of a project, folder by folder, in time order."""
+    by_dir: dict[str, list[SandboxImage]] = defaultdict(list)
+    for image in sandbox:
+        if image.timestamp is not None and image.stage is not None:
+            by_dir[image.dir].append(image)
+    groups = []
+    for folder in sorted(by_dir):
+        # Sorting on the datetime is sorting on the YYYYMMDD_HHMMSS text.
+        images = sorted(by_dir[folder], key=lambda i: (i.timestamp, i.stage, i.filename))
+        for run in selector_runs([i.stage for i in images]):
+            groups.append([images[k] for k in run])
+    groups.sort(key=lambda g: (g[0].timestamp, g[0].dir, g[0].filename))
+    return groups
+
+
+def store_groups(conn: Connection, project_id: int, groups: list[list[SandboxImage]]) -> dict[int, int]:
+    """Write `groups`, touching only what changed. Returns image id -> group id.
+
+    A group is the same group when it has the same members; it then keeps its
+    id and set id, so exports stay stable across re-indexing.
+    """
+    existing: dict[tuple[int, ...], tuple[int, str]] = {}
+    members: dict[int, list[int]] = defaultdict(list)
+    set_ids: dict[int, str] = {}
+    rows = conn.execute(
+        select(group_members.c.group_id, group_members.c.image_id, image_groups.c.set_id)
+        .join(image_groups, image_groups.c.id == group_members.c.group_id)
+        .where(image_groups.c.project_id == project_id)
+        .order_by(group_members.c.group_id, group_members.c.position)
+    )
+    for group_id, image_id, set_id in rows:
+        members[group_id].append(image_id)
+        set_ids[group_id] = set_id
+    for group_id, ids in members.items():
+        existing[tuple(ids)] = (group_id, set_ids[group_id])
+
+    membership: dict[int, int] = {}
+    new_groups = []
+    for group in groups:
+        key = tuple(i.id for i in group)
+        kept = existing.pop(key, None)
+        if kept is None:
+            new_groups.append(group)
+        else:
+            for image in group:
+                membership[image.id] = kept[0]
+
+    if existing:
+        stale = [{"group_id": gid} for gid, _ in existing.values()]
+        conn.execute(group_members.delete().where(group_members.c.group_id == bindparam("group_id")), stale)
+        conn.execute(image_groups.delete().where(image_groups.c.id == bindparam("group_id")), stale)
+
+    if new_groups:
+        kept_ids = set(membership.values())
+        used = {sid for gid, sid in set_ids.items() if gid in kept_ids}
+        rows = []
+        for group in new_groups:
+            rows.append({
+                "project_id": project_id,
+                "set_id": _free_set_id("group_" + timestamp_key(group[0].timestamp), used),
+                "dir": group[0].dir,
+                "size": len(group),
+                "stages": ",".join(format_stage(i.stage) for i in group),
+                "max_stage": max(i.stage for i in group),
+                "first_timestamp": group[0].timestamp,
+                "last_timestamp": group[-1].timestamp,
+            })
+        ids = conn.execute(
+            image_groups.insert().returning(image_groups.c.id, sort_by_parameter_order=True), rows
+        ).scalars().all()
+        member_rows = []
+        for group_id, group in zip(ids, new_groups):
+            for position, image in enumerate(group):
+                membership[image.id] = group_id
+                member_rows.append({"image_id": image.id, "group_id": group_id, "position": position})
+        conn.execute(group_members.insert(), member_rows)
+    return membership
+
+
+def _free_set_id(base: str, used: set[str]) -> str:
+    candidate, n = base, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{base}_{n}"
+    used.add(candidate)
+    return candidate

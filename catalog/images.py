@@ -1,0 +1,138 @@
+"""The images table: bring one project folder's rows in line with the disk.
+
+Owns the incremental rule: a file whose size and mtime are unchanged is not
+re-read; a new or changed one is parsed and its header read; a vanished one
+leaves the table. Writes go out in batched executemany calls on the caller's
+connection, inside the caller's transaction (one per project sync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
+
+from .headers import pixel_size
+from .names import parse_name
+from .scan import FileEntry, scan_images
+from .schema import images
+
+BATCH = 2000
+
+
+@dataclass
+class Changes:
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+    def __iadd__(self, other: "Changes") -> "Changes":
+        self.added += other.added
+        self.changed += other.changed
+        self.removed += other.removed
+        self.unchanged += other.unchanged
+        return self
+
+    @property
+    def any(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+def _row(entry: FileEntry) -> dict:
+    parsed = parse_name(entry.filename)
+    size = pixel_size(entry.abs_path)
+    return {
+        "rel_path": entry.rel_path,
+        "dir": entry.dir,
+        "filename": entry.filename,
+        "timestamp": parsed.timestamp,
+        "stage": parsed.stage,
+        "stage_label": parsed.stage_label,
+        "width": size[0] if size else None,
+        "height": size[1] if size else None,
+        "size_bytes": entry.size_bytes,
+        "mtime_ns": entry.mtime_ns,
+    }
+
+
+_update = (
+    images.update()
+    .where(images.c.id == bindparam("image_id"))
+    .values({c: bindparam(c) for c in (
+        "timestamp", "stage", "stage_label", "width", "height", "size_bytes", "mtime_ns",
+    )})
+)
+_delete = images.delete().where(images.c.id == bindparam("image_id"))
+
+
+def sync_folder(
+    conn: Optional[Connection],
+    project_id: Optional[int],
+    role: str,
+    root: str,
+    *,
+    pretend: bool = False,
+    warn: Callable[[str], None] = lambda msg: None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Changes:
+    """Sync the `role` rows of a project with the folder `root`.
+
+    With `pretend`, count what would change and write nothing (conn may be
+    None for a project not in the catalogue yet).
+    """
+    known: dict[str, tuple[int, int, int]] = {}
+    if conn is not None and project_id is not None:
+        rows = conn.execute(
+            select(images.c.rel_path, images.c.id, images.c.size_bytes, images.c.mtime_ns)
+            .where(images.c.project_id == project_id, images.c.role == role)
+        )
+        known = {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    changes = Changes()
+    inserts: list[dict] = []
+    updates: list[dict] = []
+
+    def flush() -> None:
+        if pretend:
+            inserts.clear()
+            updates.clear()
+            return
+        if inserts:
+            conn.execute(images.insert(), inserts)
+            inserts.clear()
+        if updates:
+            conn.execute(_update, updates)
+            updates.clear()
+
+    for entry in scan_images(root, warn=warn, progress=progress):
+        old = known.pop(entry.rel_path, None)
+        if old is not None and old[1] == entry.size_bytes and old[2] == entry.mtime_ns:
+            changes.unchanged += 1
+            continue
+        if old is None:
+            changes.added += 1
+            if not pretend:
+                row = _row(entry)
+                row["project_id"] = project_id
+                row["role"] = role
+                inserts.append(row)
+        else:
+            changes.changed += 1
+            if not pretend:
+                row = _row(entry)
+                del row["rel_path"], row["dir"], row["filename"]  # the key: unchanged
+                row["image_id"] = old[0]
+                updates.append(row)
+        if len(inserts) + len(updates) >= BATCH:
+            flush()
+    flush()
+
+    changes.removed = len(known)
+    if known and not pretend:
+        gone = [{"image_id": v[0]} for v in known.values()]
+        for i in range(0, len(gone), BATCH):
+            conn.execute(_delete, gone[i:i + BATCH])
+    return changes

@@ -1,0 +1,176 @@
+"""`catalog index`: sync projects into the catalogue, one transaction each.
+
+Owns the order of a project sync: refuse a missing sandbox, sync the sandbox
+and final rows of the images table, recompute groups and winner matches when
+anything changed, record a `scans` row, commit. A reader therefore sees a
+project wholly before or wholly after a sync, and a run killed or interrupted
+midway leaves the project as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+
+from . import views
+from .errors import CatalogError
+from .grouping import SandboxImage, form_groups, store_groups
+from .images import Changes, sync_folder
+from .matching import FinalImage, match_finals, store_matches
+from .projects import Project
+from .schema import DERIVED_VERSION, images, projects, scans
+
+
+@dataclass
+class ProjectSummary:
+    project: str
+    sandbox_dir: str
+    final_dir: Optional[str]
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    groups: int = 0
+    winners: int = 0
+    anomalies: int = 0
+    orphans: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def utcnow() -> datetime:
+    # Stored naive: DateTime columns are UTC by convention on every backend.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def check_sandbox(project: Project) -> None:
+    if not os.path.isdir(project.sandbox_dir):
+        raise CatalogError(
+            f"sandbox folder of project {project.name!r} is missing: {project.sandbox_dir} "
+            "(unmounted drive or typo?); nothing was changed"
+        )
+
+
+def _project_row(conn: Connection, name: str):
+    return conn.execute(
+        select(projects.c.id, projects.c.derived_version).where(projects.c.name == name)
+    ).first()
+
+
+def index_project(
+    engine: Engine,
+    project: Project,
+    *,
+    progress: Optional[Callable[[int], None]] = None,
+) -> ProjectSummary:
+    check_sandbox(project)
+    summary = ProjectSummary(project.name, project.sandbox_dir, project.final_dir)
+    warn = summary.warnings.append
+    started = utcnow()
+    clock = time.perf_counter()
+    scanned = 0
+
+    def count(role_base: int) -> Callable[[int], None]:
+        return (lambda n: progress(role_base + n)) if progress else None
+
+    with engine.begin() as conn:
+        row = _project_row(conn, project.name)
+        if row is None:
+            project_id = conn.execute(
+                projects.insert().values(name=project.name, sandbox_dir=project.sandbox_dir,
+                                         final_dir=project.final_dir)
+            ).inserted_primary_key[0]
+            derived_version = 0
+        else:
+            project_id, derived_version = row
+            # The project may have moved (a new drive letter, a renamed parent);
+            # rows are relative, so only the base folders change.
+            conn.execute(
+                projects.update().where(projects.c.id == project_id)
+                .values(sandbox_dir=project.sandbox_dir, final_dir=project.final_dir)
+            )
+        changes = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, warn=warn, progress=count(0))
+        scanned = changes.added + changes.changed + changes.unchanged
+        if project.final_exists:
+            changes += sync_folder(conn, project_id, "final", project.final_dir, warn=warn, progress=count(scanned))
+        else:
+            # A missing final folder is never taken as "nothing was picked":
+            # rows from an earlier sync stay until the folder is back.
+            warn(f"final folder {project.final_dir} not found: project {project.name!r} has no winners from it")
+
+        if changes.any or derived_version != DERIVED_VERSION:
+            derive(conn, project_id)
+
+        finished = utcnow()
+        conn.execute(scans.insert().values(
+            project_id=project_id, started=started, finished=finished,
+            added=changes.added, changed=changes.changed, removed=changes.removed, unchanged=changes.unchanged,
+        ))
+        conn.execute(
+            projects.update().where(projects.c.id == project_id)
+            .values(indexed_at=finished, derived_version=DERIVED_VERSION)
+        )
+        counts = views.project_counts(conn, project.name)
+
+    for key in ("added", "changed", "removed", "unchanged"):
+        setattr(summary, key, getattr(changes, key))
+    summary.groups, summary.winners, summary.anomalies, summary.orphans = counts
+    summary.seconds = round(time.perf_counter() - clock, 3)
+    return summary
+
+
+def derive(conn: Connection, project_id: int) -> None:
+    """Recompute the project's groups and winner matches from its images."""
+    def load(role: str, kind):
+        return [
+            kind(*r)
+            for r in conn.execute(
+                select(images.c.id, images.c.dir, images.c.filename, images.c.timestamp,
+                       images.c.stage, images.c.width, images.c.height)
+                .where(images.c.project_id == project_id, images.c.role == role)
+                .order_by(images.c.id)
+            )
+        ]
+
+    sandbox = load("sandbox", SandboxImage)
+    finals = load("final", FinalImage)
+    store_groups(conn, project_id, form_groups(sandbox))
+    store_matches(conn, project_id, match_finals(sandbox, finals))
+
+
+def pretend_project(engine: Optional[Engine], project: Project) -> ProjectSummary:
+    """What `index_project` would change, without writing (for --dry-run)."""
+    check_sandbox(project)
+    summary = ProjectSummary(project.name, project.sandbox_dir, project.final_dir, dry_run=True)
+    warn = summary.warnings.append
+    clock = time.perf_counter()
+
+    def run(conn: Optional[Connection]) -> Changes:
+        row = _project_row(conn, project.name) if conn is not None else None
+        project_id = row[0] if row else None
+        changes = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, pretend=True, warn=warn)
+        if project.final_exists:
+            changes += sync_folder(conn, project_id, "final", project.final_dir, pretend=True, warn=warn)
+        else:
+            warn(f"final folder {project.final_dir} not found: project {project.name!r} would have no winners")
+        return changes
+
+    if engine is None:
+        changes = run(None)
+    else:
+        with engine.connect() as conn:
+            changes = run(conn)
+    for key in ("added", "changed", "removed", "unchanged"):
+        setattr(summary, key, getattr(changes, key))
+    summary.seconds = round(time.perf_counter() - clock, 3)
+    return summary

@@ -1,0 +1,105 @@
+"""Match winners: which sandbox image each final image is, within one project.
+
+Owns the matching rules and the `matches` table:
+
+1. same filename; if several sandbox images carry it, keep those whose folder
+   (relative to the sandbox) equals the final image's folder (relative to the
+   final folder);
+2. otherwise the same (timestamp, stage) key, same tie-break: this catches
+   winners renamed on crop (`..._stage2_upscaled_cropped.png`) or converted
+   (`.jpg`);
+3. otherwise, or if still ambiguous, the final image is an orphan
+   (`no_match` / `ambiguous`; `ungrouped` is derived in SQL from groups).
+
+A winner is flagged cropped when both pixel sizes are known and differ.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import NamedTuple, Optional, Sequence
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
+
+from .grouping import SandboxImage
+from .schema import images, matches
+
+
+class FinalImage(NamedTuple):
+    id: int
+    dir: str
+    filename: str
+    timestamp: Optional[datetime]
+    stage: Optional[float]
+    width: Optional[int]
+    height: Optional[int]
+
+
+class Match(NamedTuple):
+    sandbox_image_id: Optional[int]
+    match: Optional[str]
+    problem: Optional[str]
+    cropped: int
+
+
+def _pick(candidates: list[SandboxImage], final: FinalImage) -> Optional[SandboxImage]:
+    if len(candidates) == 1:
+        return candidates[0]
+    same_folder = [c for c in candidates if c.dir == final.dir]
+    return same_folder[0] if len(same_folder) == 1 else None
+
+
+def match_finals(sandbox: Sequence[SandboxImage], finals: Sequence[FinalImage]) -> dict[int, Match]:
+    """final image id -> its Match."""
+    by_name: dict[str, list[SandboxImage]] = defaultdict(list)
+    by_key: dict[tuple, list[SandboxImage]] = defaultdict(list)
+    for image in sandbox:
+        by_name[image.filename].append(image)
+        if image.timestamp is not None and image.stage is not None:
+            by_key[(image.timestamp, image.stage)].append(image)
+
+    result = {}
+    for final in finals:
+        kind = "filename"
+        candidates = by_name.get(final.filename)
+        if not candidates and final.timestamp is not None and final.stage is not None:
+            kind = "key"
+            candidates = by_key.get((final.timestamp, final.stage))
+        if not candidates:
+            result[final.id] = Match(None, None, "no_match", 0)
+            continue
+        chosen = _pick(candidates, final)
+        if chosen is None:
+            result[final.id] = Match(None, None, "ambiguous", 0)
+            continue
+        cropped = int(
+            None not in (chosen.width, chosen.height, final.width, final.height)
+            and (chosen.width, chosen.height) != (final.width, final.height)
+        )
+        result[final.id] = Match(chosen.id, kind, None, cropped)
+    return result
+
+
+def store_matches(conn: Connection, project_id: int, desired: dict[int, Match]) -> None:
+    """Write `desired`, touching only rows that differ from what is stored."""
+    stored = {
+        row[0]: Match(*row[1:])
+        for row in conn.execute(
+            select(matches.c.final_image_id, matches.c.sandbox_image_id, matches.c.match,
+                   matches.c.problem, matches.c.cropped)
+            .join(images, images.c.id == matches.c.final_image_id)
+            .where(images.c.project_id == project_id)
+        )
+    }
+    stale = [{"fid": fid} for fid, m in stored.items() if desired.get(fid) != m]
+    fresh = [
+        {"final_image_id": fid, **m._asdict()}
+        for fid, m in desired.items()
+        if stored.get(fid) != m
+    ]
+    if stale:
+        conn.execute(matches.delete().where(matches.c.final_image_id == bindparam("fid")), stale)
+    if fresh:
+        conn.execute(matches.insert(), fresh)

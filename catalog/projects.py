@@ -1,0 +1,110 @@
+"""Find projects: which folders under a PATH are a project's sandbox and final.
+
+Owns the layout rules. Three are recognised, tried in this order:
+
+1. ``PATH/sandbox/X/`` is project X with final folder ``PATH/X/``
+   (covers the single-project ``X/sandbox/X/`` + ``X/X/`` and whole workspaces);
+2. ``PATH/X_final/`` with a sibling ``PATH/X/`` or ``PATH/X_raw/`` is project X
+   (``training data/X`` + ``training data/X_final``);
+3. explicit ``--project NAME --sandbox DIR --final DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .errors import UsageError
+
+LAYOUTS_HELP = (
+    "looked for PATH/sandbox/<project>/ (final folder PATH/<project>/) and for "
+    "PATH/<project>_final/ beside PATH/<project>/ or PATH/<project>_raw/"
+)
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    sandbox_dir: str
+    final_dir: Optional[str]
+    layout: str
+
+    @property
+    def final_exists(self) -> bool:
+        return self.final_dir is not None and os.path.isdir(self.final_dir)
+
+
+def _subdirs(path: Path) -> list[str]:
+    try:
+        with os.scandir(path) as it:
+            # Symlinked folders are not followed: they are how loops and
+            # double-counted trees get in.
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+    except PermissionError:
+        raise UsageError(f"cannot read folder {path}: permission denied; fix its permissions or index another path")
+    except OSError as exc:
+        raise UsageError(f"cannot read folder {path}: {exc.strerror}")
+
+
+def check_folder(path: Path, what: str = "PATH") -> Path:
+    if not path.exists():
+        if path.is_symlink():
+            raise UsageError(f"{what} {path} is a broken symlink; point it at a folder")
+        raise UsageError(f"{what} {path} does not exist; check the spelling or mount the drive")
+    if not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a folder; give the folder that holds the project")
+    return path
+
+
+def find_projects(path: str | os.PathLike) -> list[Project]:
+    root = check_folder(Path(path)).resolve()
+    sandbox_root = root / "sandbox"
+    if sandbox_root.is_dir() and not sandbox_root.is_symlink():
+        return [
+            Project(name, str(sandbox_root / name), str(root / name), "sandbox")
+            for name in _subdirs(sandbox_root)
+        ]
+    names = _subdirs(root)
+    present = set(names)
+    found = []
+    for name in names:
+        if not name.endswith("_final") or len(name) == len("_final"):
+            continue
+        project = name[: -len("_final")]
+        for candidate in (project, project + "_raw"):
+            if candidate in present:
+                found.append(Project(project, str(root / candidate), str(root / name), "final-suffix"))
+                break
+    if not found:
+        raise UsageError(f"no projects found in {root}: {LAYOUTS_HELP}")
+    return found
+
+
+def explicit_project(name: str, sandbox: str, final: Optional[str]) -> Project:
+    if not name.strip():
+        raise UsageError("--project needs a non-empty name")
+    sandbox_dir = check_folder(Path(sandbox), "--sandbox").resolve()
+    final_dir = None
+    if final:
+        final_path = Path(final)
+        if final_path.exists() and not final_path.is_dir():
+            raise UsageError(f"--final {final} is a file, not a folder; give the folder of picked images")
+        final_dir = str(final_path.resolve())
+    return Project(name, str(sandbox_dir), final_dir, "explicit")
+
+
+def find_all(paths: Iterable[str]) -> list[Project]:
+    """Projects under every PATH; a name found twice is a mistake worth stopping for."""
+    projects: dict[str, Project] = {}
+    for path in paths:
+        for project in find_projects(path):
+            other = projects.get(project.name)
+            if other is not None and other.sandbox_dir != project.sandbox_dir:
+                raise UsageError(
+                    f"project {project.name!r} found twice: {other.sandbox_dir} and {project.sandbox_dir}; "
+                    "index them separately with --project"
+                )
+            projects[project.name] = project
+    return list(projects.values())

@@ -1,0 +1,124 @@
+"""`catalog sql`: one ad-hoc, read-only statement over the catalogue.
+
+Owns the read-only guarantee on every backend: SQLite is opened with
+mode=ro plus query_only plus an authorizer (no ATTACH, no writing pragmas,
+no load_extension); PostgreSQL runs inside a READ ONLY transaction. Both are
+always rolled back. Exactly one statement is accepted per call.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import dialects
+from .database import open_catalog
+from .errors import CatalogError, UsageError
+
+# Messages by which each backend says "you tried to write".
+_READ_ONLY_SIGNS = ("readonly", "read-only", "read only", "not authorized", "query_only")
+
+
+def read_query(arg: str) -> str:
+    """QUERY as given: `-` reads stdin, `@file.sql` reads that file."""
+    if arg == "-":
+        return sys.stdin.read()
+    if arg.startswith("@"):
+        path = Path(arg[1:])
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"query file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read query file {path}: {exc}") from None
+    return arg
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split on `;` outside quotes, comments and PostgreSQL dollar quotes;
+    empty statements are dropped."""
+    parts, buf = [], []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in ("'", '"', "`"):
+            j = i + 1
+            while j < n:
+                if sql[j] == c:
+                    if j + 1 < n and sql[j + 1] == c:  # doubled quote inside
+                        j += 2
+                        continue
+                    break
+                j += 1
+            buf.append(sql[i:j + 1])
+            i = j + 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+            buf.append(" ")
+        elif c == "$":
+            j = sql.find("$", i + 1)
+            tag = sql[i:j + 1] if j > 0 else ""
+            if tag and (tag == "$$" or tag[1:-1].isidentifier()):
+                k = sql.find(tag, j + 1)
+                k = n if k < 0 else k + len(tag)
+                buf.append(sql[i:k])
+                i = k
+            else:
+                buf.append(c)
+                i += 1
+        elif c == ";":
+            parts.append("".join(buf))
+            buf = []
+            i += 1
+        else:
+            buf.append(c)
+            i += 1
+    parts.append("".join(buf))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def one_statement(sql: str) -> str:
+    statements = split_statements(sql)
+    if not statements:
+        raise UsageError("the query is empty; give one SQL statement")
+    if len(statements) > 1:
+        raise UsageError(f"one statement per call, found {len(statements)}; run them one by one")
+    return statements[0]
+
+
+def describe_error(exc: SQLAlchemyError) -> CatalogError:
+    orig = getattr(exc, "orig", None) or exc
+    msg = " ".join(str(orig).split()) or type(orig).__name__
+    if any(sign in msg.lower() for sign in _READ_ONLY_SIGNS):
+        return CatalogError(f"read-only: catalog sql cannot change the catalogue ({msg})")
+    return CatalogError(msg)
+
+
+@contextmanager
+def run_sql(target: str, sql: str) -> Iterator[tuple[list[str], Iterator[tuple]]]:
+    """Yield (column names, row iterator) for one read-only statement."""
+    statement = one_statement(sql)
+    engine = open_catalog(target, write=False)
+    try:
+        with engine.connect() as conn:
+            conn.begin()
+            dialects.begin_read_only(conn)
+            try:
+                result = conn.exec_driver_sql(statement)
+                columns = list(result.keys()) if result.returns_rows else []
+                rows = iter(result) if result.returns_rows else iter(())
+                yield columns, rows
+            except SQLAlchemyError as exc:
+                raise describe_error(exc) from None
+            finally:
+                conn.rollback()
+    finally:
+        engine.dispose()

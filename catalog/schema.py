@@ -1,0 +1,130 @@
+"""The images table and its neighbours, as SQLAlchemy Core tables.
+
+Owns the Python-side picture of the schema that the code reads and writes.
+The schema itself is created and changed only by Alembic (`migrations/`); a
+test checks that an upgraded database and these definitions agree, so the two
+cannot drift apart.
+
+Derived tables (`image_groups`, `group_members`, `matches`) hold what a sync
+computes from the images; the views in the migrations turn them into groups,
+winners, losers, decisions, anomalies and orphans.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+# The newest Alembic revision this code knows; a command that finds the
+# database here does no migration work at all (and never imports Alembic).
+HEAD_REVISION = "0002_views"
+
+# Bumped whenever grouping or matching logic changes, so the next sync
+# recomputes derived rows even for projects whose files did not change.
+DERIVED_VERSION = 1
+
+ROLES = ("sandbox", "final")
+MATCH_KINDS = ("filename", "key")
+ORPHAN_PROBLEMS = ("no_match", "ambiguous")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String, nullable=False, unique=True),
+    Column("sandbox_dir", String, nullable=False),
+    Column("final_dir", String),
+    Column("indexed_at", DateTime),
+    Column("derived_version", Integer, nullable=False, server_default="0"),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String, nullable=False),
+    Column("rel_path", String, nullable=False),
+    Column("dir", String, nullable=False),
+    Column("filename", String, nullable=False),
+    Column("timestamp", DateTime),
+    Column("stage", Float),
+    Column("stage_label", String),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    UniqueConstraint("project_id", "role", "rel_path"),
+    CheckConstraint("role IN ('sandbox', 'final')", name="role"),
+    Index(None, "project_id", "role", "filename"),
+)
+
+image_groups = Table(
+    "image_groups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("set_id", String, nullable=False),
+    Column("dir", String, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("stages", String, nullable=False),
+    Column("max_stage", Float, nullable=False),
+    Column("first_timestamp", DateTime, nullable=False),
+    Column("last_timestamp", DateTime, nullable=False),
+    UniqueConstraint("project_id", "set_id"),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", Integer, ForeignKey("image_groups.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Index(None, "group_id"),
+)
+
+matches = Table(
+    "matches",
+    metadata,
+    Column("final_image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("sandbox_image_id", Integer, ForeignKey("images.id", ondelete="SET NULL")),
+    Column("match", String),
+    Column("problem", String),
+    Column("cropped", Integer, nullable=False, server_default="0"),
+    Index(None, "sandbox_image_id"),
+)
+
+scans = Table(
+    "scans",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("started", DateTime, nullable=False),
+    Column("finished", DateTime, nullable=False),
+    Column("added", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("removed", Integer, nullable=False),
+    Column("unchanged", Integer, nullable=False),
+)

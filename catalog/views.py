@@ -1,0 +1,141 @@
+"""Read the views: per-project counts, `catalog stats` and `catalog check`.
+
+Owns the questions the tool itself asks of the derived views (the views are
+defined in migrations/versions/0002_views.py). Everything here is plain SQL
+that runs on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection
+
+_PROJECT_COUNTS = text("""
+SELECT (SELECT COUNT(*) FROM "groups" WHERE project = :p),
+       (SELECT COUNT(*) FROM winners WHERE project = :p),
+       (SELECT COUNT(*) FROM anomalies WHERE project = :p),
+       (SELECT COUNT(*) FROM orphans WHERE project = :p)
+""")
+
+
+def project_counts(conn: Connection, project: str) -> tuple[int, int, int, int]:
+    """(groups, winners, anomalies, orphans) of one project."""
+    return tuple(conn.execute(_PROJECT_COUNTS, {"p": project}).one())
+
+
+STATS_COLUMNS = [
+    "project", "sandbox_images", "final_images", "unparsed_names", "groups", "decisions",
+    "skipped", "kept_twice", "orphans", "anomalies", "anomaly_rate", "last_indexed",
+]
+
+# Each view is aggregated once and joined by project, rather than asked once
+# per project: the cost stays one pass over each view however many projects.
+_STATS = """
+SELECT p.name AS project,
+       COALESCE(i.sandbox_images, 0), COALESCE(i.final_images, 0), COALESCE(i.unparsed_names, 0),
+       COALESCE(g.groups_n, 0), COALESCE(d.decisions_n, 0), COALESCE(g.skipped_n, 0),
+       COALESCE(g.kept_twice_n, 0), COALESCE(o.orphans_n, 0), COALESCE(d.anomalies_n, 0),
+       p.indexed_at
+FROM projects p
+LEFT JOIN (
+    SELECT project_id,
+           SUM(CASE WHEN role = 'sandbox' THEN 1 ELSE 0 END) AS sandbox_images,
+           SUM(CASE WHEN role = 'final' THEN 1 ELSE 0 END) AS final_images,
+           SUM(CASE WHEN timestamp IS NULL OR stage IS NULL THEN 1 ELSE 0 END) AS unparsed_names
+    FROM images GROUP BY project_id
+) i ON i.project_id = p.id
+LEFT JOIN (
+    SELECT project, COUNT(*) AS groups_n,
+           SUM(CASE WHEN winner_count = 0 THEN 1 ELSE 0 END) AS skipped_n,
+           SUM(CASE WHEN winner_count > 1 THEN 1 ELSE 0 END) AS kept_twice_n
+    FROM "groups" GROUP BY project
+) g ON g.project = p.name
+LEFT JOIN (
+    SELECT project, COUNT(*) AS decisions_n, SUM(is_anomaly) AS anomalies_n
+    FROM decisions GROUP BY project
+) d ON d.project = p.name
+LEFT JOIN (SELECT project, COUNT(*) AS orphans_n FROM orphans GROUP BY project) o ON o.project = p.name
+{where}
+ORDER BY p.name
+"""
+
+
+def _project_filter(names: Optional[Sequence[str]], column: str) -> tuple[str, dict]:
+    if not names:
+        return "", {}
+    return f"WHERE {column} IN :names", {"names": list(names)}
+
+
+def _expanding(sql: str, params: dict):
+    stmt = text(sql)
+    if "names" in params:
+        stmt = stmt.bindparams(bindparam("names", expanding=True))
+    return stmt
+
+
+def _rate(row: dict) -> float:
+    return round(row["anomalies"] / row["decisions"], 4) if row["decisions"] else 0.0
+
+
+def stats(conn: Connection, names: Optional[Sequence[str]] = None) -> list[dict]:
+    """One row per project, then a TOTAL row."""
+    where, params = _project_filter(names, "p.name")
+    selected = [c for c in STATS_COLUMNS if c != "anomaly_rate"]
+    counted = selected[1:-1]
+    out = []
+    total = dict.fromkeys(counted, 0)
+    last = None
+    for r in conn.execute(_expanding(_STATS.format(where=where), params)):
+        row = dict(zip(selected, r))
+        row["anomaly_rate"] = _rate(row)
+        for c in counted:
+            total[c] += row[c]
+        if row["last_indexed"] is not None and (last is None or row["last_indexed"] > last):
+            last = row["last_indexed"]
+        out.append({c: row[c] for c in STATS_COLUMNS})
+    total.update(project="TOTAL", last_indexed=last)
+    total["anomaly_rate"] = _rate(total)
+    out.append({c: total[c] for c in STATS_COLUMNS})
+    return out
+
+
+CHECK_COLUMNS = ["project", "problem", "detail", "path"]
+
+_CHECKS = """
+SELECT project, 'orphan' AS problem, reason AS detail, final_path AS path FROM orphans {w}
+UNION ALL
+SELECT project, 'kept_twice', CAST(winner_count AS VARCHAR(10)) || ' winners in ' || set_id, dir
+FROM "groups" WHERE winner_count > 1 {a}
+UNION ALL
+SELECT p.name, 'unparsed_name', i.role, i.rel_path
+FROM images i JOIN projects p ON p.id = i.project_id
+WHERE (i.timestamp IS NULL OR i.stage IS NULL) {ap}
+UNION ALL
+SELECT p.name, 'unreadable_header', i.role, i.rel_path
+FROM images i JOIN projects p ON p.id = i.project_id
+WHERE i.width IS NULL {ap}
+ORDER BY 1, 2, 4
+"""
+
+
+def check(conn: Connection, names: Optional[Sequence[str]] = None) -> tuple[list[dict], dict[str, int]]:
+    """Data-quality problems to look at, and the cropped-winner count per project."""
+    params: dict = {}
+    w = a = ap = ""
+    if names:
+        params = {"names": list(names)}
+        w, a, ap = "WHERE project IN :names", "AND project IN :names", "AND p.name IN :names"
+    problems = [
+        dict(zip(CHECK_COLUMNS, r))
+        for r in conn.execute(_expanding(_CHECKS.format(w=w, a=a, ap=ap), params))
+    ]
+    where, params = _project_filter(names, "project")
+    cropped = {
+        project: n
+        for project, n in conn.execute(_expanding(
+            f"SELECT project, SUM(cropped) FROM winners {where} GROUP BY project ORDER BY project", params
+        ))
+    }
+    return problems, cropped

@@ -1,0 +1,399 @@
+"""The `catalog` command line: thin Typer commands over the `catalog` package.
+
+Each command parses options, calls one function of `catalog/`, and formats
+what it returns. Imports of the database stack happen inside the commands so
+that `catalog --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from enum import Enum
+from typing import Annotated, List, Optional
+
+import typer
+
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Catalogue AI image-generation projects (sandbox + final folders) and export preference-training rows.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Schema migrations of the catalogue database.")
+app.add_typer(db_app, name="db")
+
+
+class State:
+    db: str = "catalog.db"
+    debug: bool = False
+
+
+state = State()
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+# Shared option declarations, defined once.
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people; csv or json for scripts.")]
+ProjectsOpt = Annotated[Optional[List[str]], typer.Option("--project", "-p", help="Only this project (repeatable).")]
+RelativeOpt = Annotated[Optional[str], typer.Option("--relative-to", help="Write paths relative to DIR.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")]
+
+
+def fail(message: str, code: int) -> None:
+    typer.echo(f"catalog: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handled(fn):
+    """Turn expected failures into one line on stderr and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from catalog.errors import CatalogError
+
+        try:
+            return fn(*args, **kwargs)
+        except CatalogError as exc:
+            if state.debug:
+                raise
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted; the project being indexed was left as it was before this run", 130)
+        except BrokenPipeError:
+            # `catalog sql ... | head`: the reader left; not an error worth a trace.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0)
+        except Exception as exc:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if isinstance(exc, SQLAlchemyError) and not state.debug:
+                from catalog.database import describe_db_error
+
+                fail(str(describe_db_error(exc, state.db)), 1)
+            raise
+
+    return wrapper
+
+
+@app.callback()
+def main(
+    db: Annotated[str, typer.Option("--db", envvar="CATALOG_DB",
+                                    help="Catalogue: a SQLite file path or a SQLAlchemy URL.")] = "catalog.db",
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    state.db = db
+    state.debug = debug
+
+
+# ---------------------------------------------------------------- output
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:g}"
+    return str(value)
+
+
+def print_rows(columns: list[str], rows, fmt: Format, title: Optional[str] = None) -> int:
+    """Print rows as a Rich table, CSV or a JSON array; returns the row count."""
+    n = 0
+    if fmt == Format.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(v) for v in row])
+            n += 1
+    elif fmt == Format.json:
+        out = sys.stdout
+        out.write("[")
+        for row in rows:
+            out.write(("," if n else "") + "\n" + json.dumps(dict(zip(columns, row)), default=str, ensure_ascii=False))
+            n += 1
+        out.write("\n]\n" if n else "]\n")
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, show_lines=False)
+        for c in columns:
+            table.add_column(c)
+        for row in rows:
+            table.add_row(*(_cell(v) for v in row))
+            n += 1
+        Console().print(table)
+    return n
+
+
+# ---------------------------------------------------------------- index
+
+
+@app.command()
+@handled
+def index(
+    paths: Annotated[Optional[List[str]], typer.Argument(help="Workspace or project folders to index.")] = None,
+    project: Annotated[Optional[str], typer.Option("--project", help="Explicit project name.")] = None,
+    sandbox: Annotated[Optional[str], typer.Option("--sandbox", help="Explicit sandbox folder.")] = None,
+    final: Annotated[Optional[str], typer.Option("--final", help="Explicit final folder.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary lines.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")] = False,
+) -> None:
+    """Record every sandbox and final image of the projects under PATH..."""
+    from catalog.errors import UsageError
+    from catalog.projects import explicit_project, find_all
+
+    if project or sandbox or final:
+        if paths:
+            raise UsageError("give either PATH... or --project/--sandbox/--final, not both")
+        if not (project and sandbox):
+            raise UsageError("--project and --sandbox go together (and --final, if there is one)")
+        found = [explicit_project(project, sandbox, final)]
+    elif not paths:
+        raise UsageError("nothing to index: give PATH... or --project NAME --sandbox DIR --final DIR")
+    else:
+        found = find_all(paths)
+
+    from catalog.database import open_catalog, sqlite_path
+    from catalog.index import index_project, pretend_project
+
+    summaries = []
+    if dry_run:
+        path = sqlite_path(state.db)
+        engine = None if (path is not None and not os.path.exists(path)) else open_catalog(state.db, write=False)
+        for p in found:
+            summaries.append(pretend_project(engine, p))
+            _report(summaries[-1], quiet, as_json)
+    else:
+        engine = open_catalog(state.db, write=True)
+        for p in found:
+            summaries.append(_with_progress(lambda cb: index_project(engine, p, progress=cb), p.name))
+            _report(summaries[-1], quiet, as_json)
+    if as_json:
+        typer.echo(json.dumps([s.as_dict() for s in summaries], indent=1))
+
+
+def _with_progress(work, name: str):
+    if not sys.stderr.isatty():
+        return work(None)
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} images"),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"scanning {name}", total=None)
+        return work(lambda n: bar.update(task, completed=n))
+
+
+def _report(s, quiet: bool, as_json: bool) -> None:
+    for w in s.warnings[:20]:
+        typer.echo(f"catalog: warning: {w}", err=True)
+    if len(s.warnings) > 20:
+        typer.echo(f"catalog: warning: ... and {len(s.warnings) - 20} more", err=True)
+    if quiet or as_json:
+        return
+    if s.dry_run:
+        typer.echo(f"{s.project}: would add {s.added}, change {s.changed}, remove {s.removed}, "
+                   f"keep {s.unchanged} (dry run, nothing written)")
+    else:
+        typer.echo(f"{s.project}: {s.added} added, {s.changed} changed, {s.removed} removed, "
+                   f"{s.unchanged} unchanged; {s.groups} groups, {s.winners} winners, "
+                   f"{s.anomalies} anomalies, {s.orphans} orphans; {s.seconds:.2f}s")
+
+
+# ---------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+@handled
+def db_upgrade() -> None:
+    """Create the catalogue or bring its schema to the newest revision."""
+    from catalog.database import open_catalog, open_engine, revision_of
+
+    before_engine = None
+    from catalog.database import sqlite_path
+
+    path = sqlite_path(state.db)
+    before = None
+    if path is None or os.path.exists(path):
+        before_engine = open_engine(state.db, readonly=path is not None)
+        try:
+            before = revision_of(before_engine)
+        except Exception:
+            before = None  # open_catalog below reports what is wrong
+        finally:
+            before_engine.dispose()
+    engine = open_catalog(state.db, write=True)
+    after = revision_of(engine)
+    typer.echo(f"{state.db}: {before or '(empty)'} -> {after}" if before != after else f"{state.db}: already at {after}")
+
+
+@db_app.command("current")
+@handled
+def db_current() -> None:
+    """Show the schema revision of the catalogue (upgrading it first if behind)."""
+    from catalog.database import open_catalog, revision_of
+
+    typer.echo(revision_of(open_catalog(state.db, write=True)))
+
+
+# ---------------------------------------------------------------- sample
+
+
+@app.command()
+@handled
+def sample(
+    directory: Annotated[str, typer.Argument(help="Folder to write the sample workspace into.")],
+    groups: Annotated[int, typer.Option("--groups", min=1, help="Groups over all projects.")] = 60,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
+    images: Annotated[Optional[int], typer.Option("--images", min=1,
+                                                  help="Instead of --groups: about this many sandbox images.")] = None,
+) -> None:
+    """Write a small, realistic sample workspace (and SAMPLE_EXPECTED.json)."""
+    from pathlib import Path
+
+    from catalog.errors import UsageError
+    from catalog.sample import EXPECTED_FILE, write_sample
+
+    target = Path(directory)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UsageError(f"{directory} exists and is not an empty folder; choose a new folder")
+    expected = write_sample(target, groups=groups, seed=seed, images=images)
+    n = sum(p.sandbox_images for p in expected.projects.values())
+    typer.echo(f"wrote {len(expected.projects)} projects, {n} sandbox images, "
+               f"{expected.anomalies} anomalies to {directory} (truth in {EXPECTED_FILE})")
+
+
+# ---------------------------------------------------------------- sql
+
+
+@app.command()
+@handled
+def sql(
+    query: Annotated[str, typer.Argument(help="One SQL statement; - reads stdin, @file.sql reads a file.")],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Run one read-only SQL statement over the catalogue and its views."""
+    from catalog.query import read_query, run_sql
+
+    with run_sql(state.db, read_query(query)) as (columns, rows):
+        if columns:
+            print_rows(columns, rows, fmt)
+
+
+# ---------------------------------------------------------------- export
+
+
+@app.command()
+@handled
+def export(
+    out: Annotated[str, typer.Argument(help="Training log to write (selection_only_log.csv); - for stdout.")],
+    project: ProjectsOpt = None,
+    anomalies_only: Annotated[bool, typer.Option("--anomalies-only", help="Only anomaly decisions.")] = False,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (trainer) or jsonl.")] = ExportFormat.csv,
+    relative_to: RelativeOpt = None,
+    merge: Annotated[bool, typer.Option("--merge", help="Append only new rows to an existing log.")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Write one training row per decision (the trainer's selection_only_log.csv)."""
+    from catalog.database import open_catalog
+    from catalog.errors import UsageError
+    from catalog.export import EXPORT_COLUMNS, check_out, decisions, training_row, write_rows
+
+    if merge and fmt != ExportFormat.csv:
+        raise UsageError("--merge works on the trainer's CSV log; drop --format jsonl")
+    path = check_out(out, force=force, merge=merge)
+    engine = open_catalog(state.db, write=False)
+    with engine.connect() as conn:
+        found = decisions(conn, projects=project, anomalies_only=anomalies_only, relative_to=relative_to)
+        rows = (training_row(d, as_json=fmt == ExportFormat.jsonl) for d in found)
+        result = write_rows(path, EXPORT_COLUMNS, rows, fmt=fmt.value, merge=merge)
+    _export_summary(result, merge)
+
+
+@app.command("export-anomalies")
+@handled
+def export_anomalies(
+    out: Annotated[str, typer.Argument(help="File to write (anomaly_cases.csv); - for stdout.")],
+    project: ProjectsOpt = None,
+    relative_to: RelativeOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Write the trainer's anomaly_cases.csv: decisions where a lower stage won."""
+    from catalog.database import open_catalog
+    from catalog.export import ANOMALY_COLUMNS, anomaly_row, check_out, decisions, write_rows
+
+    path = check_out(out, force=force, merge=False)
+    engine = open_catalog(state.db, write=False)
+    with engine.connect() as conn:
+        found = decisions(conn, projects=project, anomalies_only=True, relative_to=relative_to)
+        result = write_rows(path, ANOMALY_COLUMNS, (anomaly_row(d) for d in found))
+    _export_summary(result, False)
+
+
+def _export_summary(result, merge: bool) -> None:
+    msg = f"wrote {result.written} rows to {result.path}"
+    if merge:
+        msg += f" ({result.already} already there)"
+    # stderr when the rows themselves go to stdout
+    typer.echo(msg, err=result.path == "-")
+
+
+# ---------------------------------------------------------------- stats / check
+
+
+@app.command()
+@handled
+def stats(project: ProjectsOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """Counts per project and in total: images, groups, decisions, anomalies, ..."""
+    from catalog.database import open_catalog
+    from catalog.views import STATS_COLUMNS, stats as project_stats
+
+    engine = open_catalog(state.db, write=False)
+    with engine.connect() as conn:
+        rows = project_stats(conn, project)
+    print_rows(STATS_COLUMNS, ([r[c] for c in STATS_COLUMNS] for r in rows), fmt)
+
+
+@app.command()
+@handled
+def check(
+    project: ProjectsOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any problem is listed.")] = False,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List data-quality problems: orphans, groups kept twice, unparsed names, unreadable headers."""
+    from catalog.database import open_catalog
+    from catalog.views import CHECK_COLUMNS, check as find_problems
+
+    engine = open_catalog(state.db, write=False)
+    with engine.connect() as conn:
+        problems, cropped = find_problems(conn, project)
+    print_rows(CHECK_COLUMNS, ([p[c] for c in CHECK_COLUMNS] for p in problems), fmt)
+    if fmt == Format.table:
+        for name, n in cropped.items():
+            typer.echo(f"{name}: {n} cropped winners (final pixel size differs; informational)")
+        typer.echo(f"{len(problems)} problems listed")
+    if strict and problems:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
