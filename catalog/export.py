@@ -83,7 +83,7 @@ def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
             return os.path.relpath(f"{base}/{rel}", start)
 
     current = None
-    for r in conn.execute(stmt):
+    for r in conn.execute(stmt, params):
         if current is None or current[0] != r.group_id:
             if current is not None:
                 yield current[1]

@@ -61,7 +61,8 @@ def indexed_master(sample_master, tmp_path_factory) -> tuple[Path, Path, Expecte
 def indexed(indexed_master, tmp_path) -> tuple[Path, Path, Expected]:
     """A private copy of the indexed catalogue."""
     root, db, expected = indexed_master
-    copy = tmp_path / "copy.db"
+    (tmp_path / "db").mkdir()
+    copy = tmp_path / "db" / "copy.db"
     src = sqlite3.connect(db)
     dst = sqlite3.connect(copy)
     src.backup(dst)
