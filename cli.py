@@ -138,7 +138,11 @@ def print_rows(columns: list[str], rows, fmt: Format, title: Optional[str] = Non
         for row in rows:
             table.add_row(*(_cell(v) for v in row))
             n += 1
-        Console().print(table)
+        console = Console()
+        if not console.is_terminal:
+            # Piped or captured: do not squeeze the table into 80 columns.
+            console = Console(width=220)
+        console.print(table)
     return n
 
 

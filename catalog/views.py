@@ -68,11 +68,18 @@ def _project_filter(names: Optional[Sequence[str]], column: str) -> tuple[str, d
     return f"WHERE {column} IN :names", {"names": list(names)}
 
 
-def _expanding(sql: str, params: dict):
+def _execute(conn: Connection, sql: str, params: dict):
     stmt = text(sql)
     if "names" in params:
         stmt = stmt.bindparams(bindparam("names", expanding=True))
-    return stmt
+    return conn.execute(stmt, params)
+
+
+def _when(value) -> Optional[str]:
+    """UTC time to the second; SQLite hands back text, PostgreSQL a datetime."""
+    if value is None:
+        return None
+    return str(value)[:19].replace(" ", "T") + "Z"
 
 
 def _rate(row: dict) -> float:
@@ -87,15 +94,16 @@ def stats(conn: Connection, names: Optional[Sequence[str]] = None) -> list[dict]
     out = []
     total = dict.fromkeys(counted, 0)
     last = None
-    for r in conn.execute(_expanding(_STATS.format(where=where), params)):
+    for r in _execute(conn, _STATS.format(where=where), params):
         row = dict(zip(selected, r))
         row["anomaly_rate"] = _rate(row)
         for c in counted:
             total[c] += row[c]
         if row["last_indexed"] is not None and (last is None or row["last_indexed"] > last):
             last = row["last_indexed"]
+        row["last_indexed"] = _when(row["last_indexed"])
         out.append({c: row[c] for c in STATS_COLUMNS})
-    total.update(project="TOTAL", last_indexed=last)
+    total.update(project="TOTAL", last_indexed=_when(last))
     total["anomaly_rate"] = _rate(total)
     out.append({c: total[c] for c in STATS_COLUMNS})
     return out
@@ -129,13 +137,13 @@ def check(conn: Connection, names: Optional[Sequence[str]] = None) -> tuple[list
         w, a, ap = "WHERE project IN :names", "AND project IN :names", "AND p.name IN :names"
     problems = [
         dict(zip(CHECK_COLUMNS, r))
-        for r in conn.execute(_expanding(_CHECKS.format(w=w, a=a, ap=ap), params))
+        for r in _execute(conn, _CHECKS.format(w=w, a=a, ap=ap), params)
     ]
     where, params = _project_filter(names, "project")
     cropped = {
         project: n
-        for project, n in conn.execute(_expanding(
-            f"SELECT project, SUM(cropped) FROM winners {where} GROUP BY project ORDER BY project", params
-        ))
+        for project, n in _execute(
+            conn, f"SELECT project, SUM(cropped) FROM winners {where} GROUP BY project ORDER BY project", params
+        )
     }
     return problems, cropped
