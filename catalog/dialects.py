@@ -47,11 +47,25 @@ def configure_sqlite(engine: Engine, *, readonly: bool = False) -> None:
             # In WAL, NORMAL keeps every commit atomic and consistent after a
             # crash; only the last commits may be lost on power failure.
             cur.execute("PRAGMA synchronous = NORMAL")
+            # 64 MiB of page cache: a project sync touches every page of the
+            # images indexes; the 2 MiB default makes it re-read them.
+            cur.execute("PRAGMA cache_size = -65536")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+# Any constant will do; it only has to be the same for every catalog process.
+_SYNC_LOCK_KEY = 0x6361_7461_6C6F_67  # "catalog"
+
+
+def begin_sync(conn: Connection) -> None:
+    """Serialize project syncs. SQLite already did, with BEGIN IMMEDIATE;
+    PostgreSQL takes a transaction-scoped advisory lock."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SYNC_LOCK_KEY})")
 
 
 def sqlite_readonly_creator(path: str):

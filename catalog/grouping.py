@@ -19,9 +19,10 @@ from collections import defaultdict
 from datetime import datetime
 from typing import NamedTuple, Optional, Sequence
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
+from .database import executemany
 from .names import format_stage, timestamp_key
 from .schema import group_members, image_groups
 
@@ -84,7 +85,8 @@ def form_groups(sandbox: Sequence[SandboxImage]) -> list[list[SandboxImage]]:
 
 
 def store_groups(conn: Connection, project_id: int, groups: list[list[SandboxImage]]) -> dict[int, int]:
-    """Write `groups`, touching only what changed. Returns image id -> group id.
+    """Write `groups`, touching only what changed. Returns image id -> group id
+    for every grouped image.
 
     A group is the same group when it has the same members; it then keeps its
     id and set id, so exports stay stable across re-indexing.
@@ -116,35 +118,38 @@ def store_groups(conn: Connection, project_id: int, groups: list[list[SandboxIma
                 membership[image.id] = kept[0]
 
     if existing:
-        stale = [{"group_id": gid} for gid, _ in existing.values()]
-        conn.execute(group_members.delete().where(group_members.c.group_id == bindparam("group_id")), stale)
-        conn.execute(image_groups.delete().where(image_groups.c.id == bindparam("group_id")), stale)
+        stale = [(gid,) for gid, _ in existing.values()]
+        executemany(conn, group_members.delete().where(group_members.c.group_id == bindparam("group_id")),
+                    stale, ("group_id",))
+        executemany(conn, image_groups.delete().where(image_groups.c.id == bindparam("group_id")),
+                    stale, ("group_id",))
 
     if new_groups:
         kept_ids = set(membership.values())
         used = {sid for gid, sid in set_ids.items() if gid in kept_ids}
-        rows = []
-        for group in new_groups:
-            rows.append({
-                "project_id": project_id,
-                "set_id": _free_set_id("group_" + timestamp_key(group[0].timestamp), used),
-                "dir": group[0].dir,
-                "size": len(group),
-                "stages": ",".join(format_stage(i.stage) for i in group),
-                "max_stage": max(i.stage for i in group),
-                "first_timestamp": group[0].timestamp,
-                "last_timestamp": group[-1].timestamp,
-            })
-        ids = conn.execute(
-            image_groups.insert().returning(image_groups.c.id, sort_by_parameter_order=True), rows
-        ).scalars().all()
-        member_rows = []
-        for group_id, group in zip(ids, new_groups):
+        # Ids are given, not returned: RETURNING on a many-row insert falls back
+        # to one statement per row on some backends. Syncs are serialized by
+        # dialects.begin_sync, so max(id) cannot race.
+        next_id = (conn.execute(select(func.max(image_groups.c.id))).scalar() or 0) + 1
+        group_rows, member_rows = [], []
+        for group_id, group in enumerate(new_groups, start=next_id):
+            first, last = group[0], group[-1]
+            group_rows.append((
+                group_id, project_id, _free_set_id("group_" + timestamp_key(first.timestamp), used),
+                first.dir, len(group), ",".join(format_stage(i.stage) for i in group),
+                last.stage,  # runs rise: the last stage is the highest
+                first.timestamp, last.timestamp,
+            ))
             for position, image in enumerate(group):
                 membership[image.id] = group_id
-                member_rows.append({"image_id": image.id, "group_id": group_id, "position": position})
-        conn.execute(group_members.insert(), member_rows)
+                member_rows.append((image.id, group_id, position))
+        executemany(conn, image_groups.insert(), group_rows, _GROUP_COLUMNS)
+        executemany(conn, group_members.insert(), member_rows, ("image_id", "group_id", "position"))
     return membership
+
+
+_GROUP_COLUMNS = ("id", "project_id", "set_id", "dir", "size", "stages", "max_stage",
+                  "first_timestamp", "last_timestamp")
 
 
 def _free_set_id(base: str, used: set[str]) -> str:

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
+from .database import executemany
 from .headers import pixel_size
 from .names import parse_name
 from .scan import FileEntry, scan_images
@@ -41,29 +42,24 @@ class Changes:
         return bool(self.added or self.changed or self.removed)
 
 
-def _row(entry: FileEntry) -> dict:
+# Column order of the tuples `_fields` builds for inserts and updates.
+FIELDS = ("timestamp", "stage", "stage_label", "width", "height", "size_bytes", "mtime_ns")
+INSERT_COLUMNS = ("project_id", "role", "rel_path", "dir", "filename") + FIELDS
+UPDATE_COLUMNS = FIELDS + ("image_id",)
+
+
+def _fields(entry: FileEntry) -> tuple:
+    """What the name and the header say: the expensive part, done only for
+    new and changed files."""
     parsed = parse_name(entry.filename)
-    size = pixel_size(entry.abs_path)
-    return {
-        "rel_path": entry.rel_path,
-        "dir": entry.dir,
-        "filename": entry.filename,
-        "timestamp": parsed.timestamp,
-        "stage": parsed.stage,
-        "stage_label": parsed.stage_label,
-        "width": size[0] if size else None,
-        "height": size[1] if size else None,
-        "size_bytes": entry.size_bytes,
-        "mtime_ns": entry.mtime_ns,
-    }
+    size = pixel_size(entry.abs_path) or (None, None)
+    return (*parsed, *size, entry.size_bytes, entry.mtime_ns)
 
 
 _update = (
     images.update()
     .where(images.c.id == bindparam("image_id"))
-    .values({c: bindparam(c) for c in (
-        "timestamp", "stage", "stage_label", "width", "height", "size_bytes", "mtime_ns",
-    )})
+    .values({c: bindparam(c) for c in FIELDS})
 )
 _delete = images.delete().where(images.c.id == bindparam("image_id"))
 
@@ -92,21 +88,21 @@ def sync_folder(
         known = {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     changes = Changes()
-    inserts: list[dict] = []
-    updates: list[dict] = []
+    if pretend:
+        for entry in scan_images(root, warn=warn, progress=progress):
+            old = known.pop(entry.rel_path, None)
+            if old is None:
+                changes.added += 1
+            elif old[1] == entry.size_bytes and old[2] == entry.mtime_ns:
+                changes.unchanged += 1
+            else:
+                changes.changed += 1
+        changes.removed = len(known)
+        return changes
 
-    def flush() -> None:
-        if pretend:
-            inserts.clear()
-            updates.clear()
-            return
-        if inserts:
-            conn.execute(images.insert(), inserts)
-            inserts.clear()
-        if updates:
-            conn.execute(_update, updates)
-            updates.clear()
-
+    inserts: list[tuple] = []
+    updates: list[tuple] = []
+    insert = images.insert()
     for entry in scan_images(root, warn=warn, progress=progress):
         old = known.pop(entry.rel_path, None)
         if old is not None and old[1] == entry.size_bytes and old[2] == entry.mtime_ns:
@@ -114,25 +110,20 @@ def sync_folder(
             continue
         if old is None:
             changes.added += 1
-            if not pretend:
-                row = _row(entry)
-                row["project_id"] = project_id
-                row["role"] = role
-                inserts.append(row)
+            inserts.append((project_id, role, entry.rel_path, entry.dir, entry.filename, *_fields(entry)))
+            if len(inserts) >= BATCH:
+                executemany(conn, insert, inserts, INSERT_COLUMNS)
+                inserts = []
         else:
             changes.changed += 1
-            if not pretend:
-                row = _row(entry)
-                del row["rel_path"], row["dir"], row["filename"]  # the key: unchanged
-                row["image_id"] = old[0]
-                updates.append(row)
-        if len(inserts) + len(updates) >= BATCH:
-            flush()
-    flush()
+            updates.append((*_fields(entry), old[0]))
+            if len(updates) >= BATCH:
+                executemany(conn, _update, updates, UPDATE_COLUMNS)
+                updates = []
+    executemany(conn, insert, inserts, INSERT_COLUMNS)
+    executemany(conn, _update, updates, UPDATE_COLUMNS)
 
     changes.removed = len(known)
-    if known and not pretend:
-        gone = [{"image_id": v[0]} for v in known.values()]
-        for i in range(0, len(gone), BATCH):
-            conn.execute(_delete, gone[i:i + BATCH])
+    if known:
+        executemany(conn, _delete, [(v[0],) for v in known.values()], ("image_id",))
     return changes

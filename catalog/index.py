@@ -18,11 +18,11 @@ from typing import Callable, Optional
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from . import views
+from . import dialects
 from .errors import CatalogError
 from .grouping import SandboxImage, form_groups, store_groups
 from .images import Changes, sync_folder
-from .matching import FinalImage, match_finals, store_matches
+from .matching import Counts, FinalImage, match_finals, store_matches, store_winners
 from .projects import Project
 from .schema import DERIVED_VERSION, images, projects, scans
 
@@ -84,6 +84,7 @@ def index_project(
         return (lambda n: progress(role_base + n)) if progress else None
 
     with engine.begin() as conn:
+        dialects.begin_sync(conn)
         row = _project_row(conn, project.name)
         if row is None:
             project_id = conn.execute(
@@ -108,19 +109,22 @@ def index_project(
             # rows from an earlier sync stay until the folder is back.
             warn(f"final folder {project.final_dir} not found: project {project.name!r} has no winners from it")
 
-        if changes.any or derived_version != DERIVED_VERSION:
-            derive(conn, project_id)
+        counts = None
+        if not changes.any and derived_version == DERIVED_VERSION:
+            counts = _last_counts(conn, project_id)
+        if counts is None:
+            counts = derive(conn, project_id)
 
         finished = utcnow()
         conn.execute(scans.insert().values(
             project_id=project_id, started=started, finished=finished,
             added=changes.added, changed=changes.changed, removed=changes.removed, unchanged=changes.unchanged,
+            **counts._asdict(),
         ))
         conn.execute(
             projects.update().where(projects.c.id == project_id)
             .values(indexed_at=finished, derived_version=DERIVED_VERSION)
         )
-        counts = views.project_counts(conn, project.name)
 
     for key in ("added", "changed", "removed", "unchanged"):
         setattr(summary, key, getattr(changes, key))
@@ -129,7 +133,16 @@ def index_project(
     return summary
 
 
-def derive(conn: Connection, project_id: int) -> None:
+def _last_counts(conn: Connection, project_id: int) -> Optional[Counts]:
+    """Nothing changed: the project holds what its last sync counted."""
+    row = conn.execute(
+        select(scans.c.groups, scans.c.winners, scans.c.anomalies, scans.c.orphans)
+        .where(scans.c.project_id == project_id).order_by(scans.c.id.desc()).limit(1)
+    ).first()
+    return Counts(*row) if row else None
+
+
+def derive(conn: Connection, project_id: int) -> Counts:
     """Recompute the project's groups and winner matches from its images."""
     def load(role: str, kind):
         return [
@@ -144,8 +157,13 @@ def derive(conn: Connection, project_id: int) -> None:
 
     sandbox = load("sandbox", SandboxImage)
     finals = load("final", FinalImage)
-    store_groups(conn, project_id, form_groups(sandbox))
-    store_matches(conn, project_id, match_finals(sandbox, finals))
+    groups = form_groups(sandbox)
+    group_of = store_groups(conn, project_id, groups)
+    found = match_finals(sandbox, finals)
+    store_matches(conn, project_id, found)
+    max_stage = {group_of[g[0].id]: g[-1].stage for g in groups}  # runs rise: the last is the highest
+    stage_of = {i.id: i.stage for i in sandbox}
+    return store_winners(conn, project_id, group_of, max_stage, stage_of, found)
 
 
 def pretend_project(engine: Optional[Engine], project: Project) -> ProjectSummary:

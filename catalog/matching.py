@@ -1,6 +1,8 @@
 """Match winners: which sandbox image each final image is, within one project.
 
-Owns the matching rules and the `matches` table:
+Owns the matching rules, the `matches` table, and the per-group winner columns
+of `image_groups` (winner_count, chosen_image_id, chosen_stage) that the views
+build decisions and anomalies on:
 
 1. same filename; if several sandbox images carry it, keep those whose folder
    (relative to the sandbox) equals the final image's folder (relative to the
@@ -23,8 +25,9 @@ from typing import NamedTuple, Optional, Sequence
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
+from .database import executemany
 from .grouping import SandboxImage
-from .schema import images, matches
+from .schema import image_groups, images, matches
 
 
 class FinalImage(NamedTuple):
@@ -100,6 +103,56 @@ def store_matches(conn: Connection, project_id: int, desired: dict[int, Match]) 
         if stored.get(fid) != m
     ]
     if stale:
-        conn.execute(matches.delete().where(matches.c.final_image_id == bindparam("fid")), stale)
+        executemany(conn, matches.delete().where(matches.c.final_image_id == bindparam("fid")), stale)
     if fresh:
-        conn.execute(matches.insert(), fresh)
+        executemany(conn, matches.insert(), fresh)
+
+
+class Counts(NamedTuple):
+    groups: int
+    winners: int
+    anomalies: int
+    orphans: int
+
+
+def store_winners(conn: Connection, project_id: int, group_of: dict[int, int], max_stage: dict[int, float],
+                  stage_of: dict[int, float], found: dict[int, Match]) -> Counts:
+    """Record each group's winners; returns the project's summary counts.
+
+    `group_of` maps sandbox image id -> group id, `max_stage` group id -> its
+    highest stage, `stage_of` sandbox image id -> stage.
+    """
+    picked: dict[int, set[int]] = {}
+    orphans = 0
+    for m in found.values():
+        group_id = group_of.get(m.sandbox_image_id) if m.problem is None else None
+        if group_id is None:
+            orphans += 1
+        else:
+            picked.setdefault(group_id, set()).add(m.sandbox_image_id)
+    desired = {}
+    for group_id in max_stage:
+        chosen = picked.get(group_id, ())
+        only = next(iter(chosen)) if len(chosen) == 1 else None
+        desired[group_id] = (len(chosen), only, stage_of[only] if only is not None else None)
+    stored = {
+        r[0]: tuple(r[1:])
+        for r in conn.execute(
+            select(image_groups.c.id, image_groups.c.winner_count, image_groups.c.chosen_image_id,
+                   image_groups.c.chosen_stage).where(image_groups.c.project_id == project_id)
+        )
+    }
+    changed = [
+        {"gid": gid, "winner_count": v[0], "chosen_image_id": v[1], "chosen_stage": v[2]}
+        for gid, v in desired.items() if stored.get(gid) != v
+    ]
+    if changed:
+        executemany(
+            conn,
+            image_groups.update().where(image_groups.c.id == bindparam("gid"))
+            .values(winner_count=bindparam("winner_count"), chosen_image_id=bindparam("chosen_image_id"),
+                    chosen_stage=bindparam("chosen_stage")),
+            changed,
+        )
+    anomalies = sum(1 for gid, v in desired.items() if v[0] == 1 and v[2] < max_stage[gid])
+    return Counts(len(desired), sum(v[0] for v in desired.values()), anomalies, orphans)

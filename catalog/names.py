@@ -55,8 +55,12 @@ def parse_name(filename: str) -> ParsedName:
     m = _NAME.match(stem)
     if m is None:
         return UNPARSED
+    d, t = m["date"], m["time"]
     try:
-        timestamp: Optional[datetime] = datetime.strptime(m["date"] + m["time"], "%Y%m%d%H%M%S")
+        # datetime() validates like strptime does, at a tenth of the cost.
+        timestamp: Optional[datetime] = datetime(
+            int(d[:4]), int(d[4:6]), int(d[6:]), int(t[:2]), int(t[2:4]), int(t[4:])
+        )
     except ValueError:
         # An impossible date such as 20251399_250000: keep the stage, drop the time.
         timestamp = None

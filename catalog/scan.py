@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import stat as statmod
+from operator import attrgetter
 from typing import Callable, Iterator, NamedTuple, Optional
 
 from .errors import CatalogError
-from .names import is_image
+from .names import IMAGE_EXTENSIONS
 
 
 class FileEntry(NamedTuple):
@@ -47,11 +48,24 @@ def scan_images(
     """Yield every image under `root`, folders in name order, depth first."""
     stack: list[tuple[str, str]] = [("", root)]
     seen = 0
+    by_name = attrgetter("name")
     while stack:
         rel_dir, abs_dir = stack.pop()
+        found, subdirs = [], []
         try:
             with os.scandir(abs_dir) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                # Hot loop (every companion passes through it): decide on the
+                # name first, and ask about folders only for non-images.
+                for entry in it:
+                    name = entry.name
+                    dot = name.rfind(".")
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            subdirs.append(entry)
+                        elif dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS:
+                            found.append(entry)
+                    except OSError:
+                        continue
         except PermissionError:
             raise CatalogError(
                 f"cannot read folder {abs_dir}: permission denied; fix its permissions "
@@ -59,17 +73,8 @@ def scan_images(
             ) from None
         except OSError as exc:
             raise CatalogError(f"cannot read folder {abs_dir}: {exc.strerror}; nothing was changed for this project") from None
-        subdirs = []
-        for entry in entries:
-            name = entry.name
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry)
-                    continue
-            except OSError:
-                continue
-            if not is_image(name):
-                continue
+        found.sort(key=by_name)
+        for entry in found:
             try:
                 st = entry.stat()  # follows a symlinked *file*: its target is the image
             except FileNotFoundError:
@@ -80,7 +85,8 @@ def scan_images(
                 continue
             if not statmod.S_ISREG(st.st_mode):
                 continue
-            filename = text_name(name)
+            name = entry.name
+            filename = name if name.isascii() else text_name(name)
             if filename is not name:
                 warn(f"name is not UTF-8, recorded as {filename!r}: {entry.path!r}")
             rel_path = f"{rel_dir}/{filename}" if rel_dir else filename
@@ -88,7 +94,8 @@ def scan_images(
             seen += 1
             if progress is not None and seen % 1000 == 0:
                 progress(seen)
-        for entry in reversed(subdirs):
+        subdirs.sort(key=by_name, reverse=True)
+        for entry in subdirs:
             name = text_name(entry.name)
             stack.append((f"{rel_dir}/{name}" if rel_dir else name, entry.path))
     if progress is not None:

@@ -78,7 +78,6 @@ images = Table(
     Column("mtime_ns", BigInteger, nullable=False),
     UniqueConstraint("project_id", "role", "rel_path"),
     CheckConstraint("role IN ('sandbox', 'final')", name="role"),
-    Index(None, "project_id", "role", "filename"),
 )
 
 image_groups = Table(
@@ -93,7 +92,13 @@ image_groups = Table(
     Column("max_stage", Float, nullable=False),
     Column("first_timestamp", DateTime, nullable=False),
     Column("last_timestamp", DateTime, nullable=False),
+    # Kept by each sync: how many sandbox images of the group were picked,
+    # and which one when exactly one was.
+    Column("winner_count", Integer, nullable=False, server_default="0"),
+    Column("chosen_image_id", Integer),
+    Column("chosen_stage", Float),
     UniqueConstraint("project_id", "set_id"),
+    Index(None, "project_id", "winner_count"),
 )
 
 group_members = Table(
@@ -127,4 +132,9 @@ scans = Table(
     Column("changed", Integer, nullable=False),
     Column("removed", Integer, nullable=False),
     Column("unchanged", Integer, nullable=False),
+    # What the project held after this sync (the summary line of `catalog index`).
+    Column("groups", Integer, nullable=False, server_default="0"),
+    Column("winners", Integer, nullable=False, server_default="0"),
+    Column("anomalies", Integer, nullable=False, server_default="0"),
+    Column("orphans", Integer, nullable=False, server_default="0"),
 )

@@ -12,19 +12,6 @@ from typing import Optional, Sequence
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
-_PROJECT_COUNTS = text("""
-SELECT (SELECT COUNT(*) FROM "groups" WHERE project = :p),
-       (SELECT COUNT(*) FROM winners WHERE project = :p),
-       (SELECT COUNT(*) FROM anomalies WHERE project = :p),
-       (SELECT COUNT(*) FROM orphans WHERE project = :p)
-""")
-
-
-def project_counts(conn: Connection, project: str) -> tuple[int, int, int, int]:
-    """(groups, winners, anomalies, orphans) of one project."""
-    return tuple(conn.execute(_PROJECT_COUNTS, {"p": project}).one())
-
-
 STATS_COLUMNS = [
     "project", "sandbox_images", "final_images", "unparsed_names", "groups", "decisions",
     "skipped", "kept_twice", "orphans", "anomalies", "anomaly_rate", "last_indexed",

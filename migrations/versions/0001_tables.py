@@ -1,5 +1,9 @@
 """Tables: projects, images, scans, and the derived image_groups, group_members, matches.
 
+`image_groups.winner_count / chosen_image_id / chosen_stage` are kept by each
+sync (see catalog/matching.py) so that decisions and anomalies are a scan of
+one table, not an aggregate over every match, at a million images.
+
 Revision ID: 0001_tables
 Revises:
 """
@@ -45,7 +49,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("project_id", "role", "rel_path", name="uq_images_project_id_role_rel_path"),
         sa.CheckConstraint("role IN ('sandbox', 'final')", name="ck_images_role"),
     )
-    op.create_index("ix_images_project_id_role_filename", "images", ["project_id", "role", "filename"])
     op.create_table(
         "image_groups",
         sa.Column("id", sa.Integer),
@@ -57,11 +60,15 @@ def upgrade() -> None:
         sa.Column("max_stage", sa.Float, nullable=False),
         sa.Column("first_timestamp", sa.DateTime, nullable=False),
         sa.Column("last_timestamp", sa.DateTime, nullable=False),
+        sa.Column("winner_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("chosen_image_id", sa.Integer),
+        sa.Column("chosen_stage", sa.Float),
         sa.PrimaryKeyConstraint("id", name="pk_image_groups"),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE",
                                 name="fk_image_groups_project_id_projects"),
         sa.UniqueConstraint("project_id", "set_id", name="uq_image_groups_project_id_set_id"),
     )
+    op.create_index("ix_image_groups_project_id_winner_count", "image_groups", ["project_id", "winner_count"])
     op.create_table(
         "group_members",
         sa.Column("image_id", sa.Integer),
@@ -98,6 +105,10 @@ def upgrade() -> None:
         sa.Column("changed", sa.Integer, nullable=False),
         sa.Column("removed", sa.Integer, nullable=False),
         sa.Column("unchanged", sa.Integer, nullable=False),
+        sa.Column("groups", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("winners", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("anomalies", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("orphans", sa.Integer, nullable=False, server_default="0"),
         sa.PrimaryKeyConstraint("id", name="pk_scans"),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], ondelete="CASCADE",
                                 name="fk_scans_project_id_projects"),

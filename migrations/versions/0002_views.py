@@ -1,6 +1,9 @@
 """Views: groups, winners, losers, decisions, anomalies, skipped_groups, orphans.
 
-The SQL is plain and portable (SQLite and PostgreSQL). Paths in the views are
+The SQL is plain and portable (SQLite and PostgreSQL). Group membership comes
+from the selector rule and winner matches from the matching rules (both kept
+by each sync); who won, who lost and which decisions are anomalies is derived
+here. Paths in the views are
 relative to the project's sandbox or final folder (`projects.sandbox_dir`,
 `projects.final_dir` give the base), so they survive a moved drive.
 
@@ -26,16 +29,9 @@ SELECT p.name AS project,
        g.size,
        g.stages,
        g.max_stage,
-       COALESCE(w.winner_count, 0) AS winner_count
+       g.winner_count
 FROM image_groups g
 JOIN projects p ON p.id = g.project_id
-LEFT JOIN (
-    SELECT gm.group_id, COUNT(DISTINCT m.sandbox_image_id) AS winner_count
-    FROM matches m
-    JOIN group_members gm ON gm.image_id = m.sandbox_image_id
-    WHERE m.problem IS NULL
-    GROUP BY gm.group_id
-) w ON w.group_id = g.id
 """),
     # Several final copies of one sandbox image make one winner: aggregate them.
     ("winners", """
@@ -57,18 +53,18 @@ WHERE m.problem IS NULL
 GROUP BY p.name, gm.group_id, s.id, s.rel_path, s.stage
 """),
     ("decisions", """
-SELECT g.project,
-       g.group_id,
+SELECT p.name AS project,
+       g.id AS group_id,
        g.set_id,
-       w.image_id AS chosen_image_id,
-       w.path AS chosen_path,
-       w.stage AS chosen_stage,
+       g.chosen_image_id,
+       s.rel_path AS chosen_path,
+       g.chosen_stage,
        g.max_stage,
-       CASE WHEN w.stage < g.max_stage THEN 1 ELSE 0 END AS is_anomaly,
+       CASE WHEN g.chosen_stage < g.max_stage THEN 1 ELSE 0 END AS is_anomaly,
        s.timestamp
-FROM "groups" g
-JOIN winners w ON w.group_id = g.group_id
-JOIN images s ON s.id = w.image_id
+FROM image_groups g
+JOIN projects p ON p.id = g.project_id
+JOIN images s ON s.id = g.chosen_image_id
 WHERE g.winner_count = 1
 """),
     ("losers", """
@@ -84,20 +80,21 @@ JOIN group_members gm ON gm.group_id = d.group_id
 JOIN images i ON i.id = gm.image_id
 WHERE i.id <> d.chosen_image_id
 """),
+    # The chosen stage is below the group's highest, so the highest is rejected.
     ("anomalies", """
-SELECT d.project,
-       d.group_id,
-       d.set_id,
-       d.chosen_path,
-       d.chosen_stage,
-       MAX(i.stage) AS max_rejected_stage,
-       SUM(CASE WHEN i.stage > d.chosen_stage THEN 1 ELSE 0 END) AS rejected_higher,
-       d.timestamp
-FROM decisions d
-JOIN group_members gm ON gm.group_id = d.group_id
-JOIN images i ON i.id = gm.image_id
-WHERE d.is_anomaly = 1 AND i.id <> d.chosen_image_id
-GROUP BY d.project, d.group_id, d.set_id, d.chosen_path, d.chosen_stage, d.timestamp
+SELECT p.name AS project,
+       g.id AS group_id,
+       g.set_id,
+       s.rel_path AS chosen_path,
+       g.chosen_stage,
+       g.max_stage AS max_rejected_stage,
+       (SELECT COUNT(*) FROM group_members gm JOIN images i ON i.id = gm.image_id
+        WHERE gm.group_id = g.id AND i.stage > g.chosen_stage) AS rejected_higher,
+       s.timestamp
+FROM image_groups g
+JOIN projects p ON p.id = g.project_id
+JOIN images s ON s.id = g.chosen_image_id
+WHERE g.winner_count = 1 AND g.chosen_stage < g.max_stage
 """),
     ("skipped_groups", """
 SELECT project, group_id, set_id, dir, first_timestamp, last_timestamp, size, stages, max_stage
