@@ -21,6 +21,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: Rich-rendered help costs more to import than the whole command.
+    rich_markup_mode=None,
     help="Catalogue AI image-generation projects (sandbox + final folders) and export preference-training rows.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Schema migrations of the catalogue database.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from .database import executemany
@@ -44,7 +44,7 @@ class Changes:
 
 # Column order of the tuples `_fields` builds for inserts and updates.
 FIELDS = ("timestamp", "stage", "stage_label", "width", "height", "size_bytes", "mtime_ns")
-INSERT_COLUMNS = ("project_id", "role", "rel_path", "dir", "filename") + FIELDS
+INSERT_COLUMNS = ("id", "project_id", "role", "rel_path", "dir", "filename") + FIELDS
 UPDATE_COLUMNS = FIELDS + ("image_id",)
 
 
@@ -73,11 +73,13 @@ def sync_folder(
     pretend: bool = False,
     warn: Callable[[str], None] = lambda msg: None,
     progress: Optional[Callable[[int], None]] = None,
-) -> Changes:
+) -> tuple[Changes, list[tuple]]:
     """Sync the `role` rows of a project with the folder `root`.
 
-    With `pretend`, count what would change and write nothing (conn may be
-    None for a project not in the catalogue yet).
+    Returns the counts and, for grouping and matching without reading them
+    back, the inserted rows as (id, dir, filename, timestamp, stage, width,
+    height). With `pretend`, count what would change and write nothing (conn
+    may be None for a project not in the catalogue yet).
     """
     known: dict[str, tuple[int, int, int]] = {}
     if conn is not None and project_id is not None:
@@ -98,8 +100,12 @@ def sync_folder(
             else:
                 changes.changed += 1
         changes.removed = len(known)
-        return changes
+        return changes, []
 
+    # Ids are given, not returned, so that new rows can be grouped straight
+    # from memory; the sync holds the write lock, so max(id) cannot race.
+    next_id = (conn.execute(select(func.max(images.c.id))).scalar() or 0) + 1
+    fresh: list[tuple] = []
     inserts: list[tuple] = []
     updates: list[tuple] = []
     insert = images.insert()
@@ -110,7 +116,10 @@ def sync_folder(
             continue
         if old is None:
             changes.added += 1
-            inserts.append((project_id, role, entry.rel_path, entry.dir, entry.filename, *_fields(entry)))
+            fields = _fields(entry)
+            inserts.append((next_id, project_id, role, entry.rel_path, entry.dir, entry.filename, *fields))
+            fresh.append((next_id, entry.dir, entry.filename, *fields[:2], *fields[3:5]))
+            next_id += 1
             if len(inserts) >= BATCH:
                 executemany(conn, insert, inserts, INSERT_COLUMNS)
                 inserts = []
@@ -126,4 +135,4 @@ def sync_folder(
     changes.removed = len(known)
     if known:
         executemany(conn, _delete, [(v[0],) for v in known.values()], ("image_id",))
-    return changes
+    return changes, fresh

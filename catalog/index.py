@@ -100,10 +100,14 @@ def index_project(
                 projects.update().where(projects.c.id == project_id)
                 .values(sandbox_dir=project.sandbox_dir, final_dir=project.final_dir)
             )
-        changes = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, warn=warn, progress=count(0))
+        changes, new_sandbox = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, warn=warn,
+                                           progress=count(0))
         scanned = changes.added + changes.changed + changes.unchanged
+        new_finals = None
         if project.final_exists:
-            changes += sync_folder(conn, project_id, "final", project.final_dir, warn=warn, progress=count(scanned))
+            final_changes, new_finals = sync_folder(conn, project_id, "final", project.final_dir, warn=warn,
+                                                    progress=count(scanned))
+            changes += final_changes
         else:
             # A missing final folder is never taken as "nothing was picked":
             # rows from an earlier sync stay until the folder is back.
@@ -113,7 +117,10 @@ def index_project(
         if not changes.any and derived_version == DERIVED_VERSION:
             counts = _last_counts(conn, project_id)
         if counts is None:
-            counts = derive(conn, project_id)
+            # A project whose every row was just inserted is grouped from
+            # memory; otherwise from the table.
+            fresh = new_finals is not None and changes.changed == 0 and changes.unchanged == 0
+            counts = derive(conn, project_id, (new_sandbox, new_finals) if fresh else None)
 
         finished = utcnow()
         conn.execute(scans.insert().values(
@@ -142,11 +149,12 @@ def _last_counts(conn: Connection, project_id: int) -> Optional[Counts]:
     return Counts(*row) if row else None
 
 
-def derive(conn: Connection, project_id: int) -> Counts:
-    """Recompute the project's groups and winner matches from its images."""
+def derive(conn: Connection, project_id: int, rows: Optional[tuple[list, list]] = None) -> Counts:
+    """Recompute the project's groups and winner matches from its images
+    (`rows`: the sandbox and final rows, when the caller has them all)."""
     def load(role: str, kind):
         return [
-            kind(*r)
+            kind._make(r)
             for r in conn.execute(
                 select(images.c.id, images.c.dir, images.c.filename, images.c.timestamp,
                        images.c.stage, images.c.width, images.c.height)
@@ -155,8 +163,12 @@ def derive(conn: Connection, project_id: int) -> Counts:
             )
         ]
 
-    sandbox = load("sandbox", SandboxImage)
-    finals = load("final", FinalImage)
+    if rows is None:
+        sandbox = load("sandbox", SandboxImage)
+        finals = load("final", FinalImage)
+    else:
+        sandbox = list(map(SandboxImage._make, rows[0]))
+        finals = list(map(FinalImage._make, rows[1]))
     groups = form_groups(sandbox)
     group_of = store_groups(conn, project_id, groups)
     found = match_finals(sandbox, finals)
@@ -176,9 +188,9 @@ def pretend_project(engine: Optional[Engine], project: Project) -> ProjectSummar
     def run(conn: Optional[Connection]) -> Changes:
         row = _project_row(conn, project.name) if conn is not None else None
         project_id = row[0] if row else None
-        changes = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, pretend=True, warn=warn)
+        changes = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, pretend=True, warn=warn)[0]
         if project.final_exists:
-            changes += sync_folder(conn, project_id, "final", project.final_dir, pretend=True, warn=warn)
+            changes += sync_folder(conn, project_id, "final", project.final_dir, pretend=True, warn=warn)[0]
         else:
             warn(f"final folder {project.final_dir} not found: project {project.name!r} would have no winners")
         return changes

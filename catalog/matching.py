@@ -18,7 +18,6 @@ A winner is flagged cropped when both pixel sizes are known and differ.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 from typing import NamedTuple, Optional, Sequence
 
@@ -56,12 +55,19 @@ def _pick(candidates: list[SandboxImage], final: FinalImage) -> Optional[Sandbox
 
 def match_finals(sandbox: Sequence[SandboxImage], finals: Sequence[FinalImage]) -> dict[int, Match]:
     """final image id -> its Match."""
-    by_name: dict[str, list[SandboxImage]] = defaultdict(list)
-    by_key: dict[tuple, list[SandboxImage]] = defaultdict(list)
+    # Index only the names and keys some final image asks for: finals are a
+    # fraction of the sandbox, and this runs over every sandbox image.
+    by_name: dict[str, list[SandboxImage]] = {f.filename: [] for f in finals}
+    by_key: dict[tuple, list[SandboxImage]] = {
+        (f.timestamp, f.stage): [] for f in finals if f.timestamp is not None and f.stage is not None
+    }
     for image in sandbox:
-        by_name[image.filename].append(image)
-        if image.timestamp is not None and image.stage is not None:
-            by_key[(image.timestamp, image.stage)].append(image)
+        same_name = by_name.get(image.filename)
+        if same_name is not None:
+            same_name.append(image)
+        same_key = by_key.get((image.timestamp, image.stage))
+        if same_key is not None:
+            same_key.append(image)
 
     result = {}
     for final in finals:

@@ -17,7 +17,7 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 # directly. Anything after the stage number is a free-form label
 # ("_upscaled", "_face_swapped", "_upscaled_cropped", ...).
 _NAME = re.compile(
-    r"^(?P<date>\d{8})_(?P<time>\d{6})"
+    r"^(\d{4})(\d\d)(\d\d)_(\d\d)(\d\d)(\d\d)"
     r"(?:_stage(?P<stage>\d+(?:\.\d+)?)(?P<rest>.*))?",
     re.IGNORECASE | re.DOTALL,
 )
@@ -51,16 +51,13 @@ def parse_name(filename: str) -> ParsedName:
     Never raises: real folders hold every kind of name, and an unparsed image
     is still recorded (it just takes no part in groups).
     """
-    stem, _ = split_ext(filename)
-    m = _NAME.match(stem)
+    dot = filename.rfind(".")
+    m = _NAME.match(filename if dot <= 0 else filename[:dot])
     if m is None:
         return UNPARSED
-    d, t = m["date"], m["time"]
     try:
         # datetime() validates like strptime does, at a tenth of the cost.
-        timestamp: Optional[datetime] = datetime(
-            int(d[:4]), int(d[4:6]), int(d[6:]), int(t[:2]), int(t[2:4]), int(t[4:])
-        )
+        timestamp: Optional[datetime] = datetime(*map(int, m.group(1, 2, 3, 4, 5, 6)))
     except ValueError:
         # An impossible date such as 20251399_250000: keep the stage, drop the time.
         timestamp = None

@@ -261,8 +261,9 @@ def write_sample(directory: str | os.PathLike, *, groups: int = 60, seed: int = 
         ]
         per_project = [groups // len(plan) + (1 if i < groups % len(plan) else 0) for i in range(len(plan))]
     else:
-        total_groups = max(1, round(images / 3.1))
-        per_group_cap = int(MAX_IMAGES_PER_PROJECT / 3.1)
+        per_group = sum(len(shape) * w for shape, w in SHAPES) / sum(w for _, w in SHAPES)
+        total_groups = max(1, round(images / per_group))
+        per_group_cap = int(MAX_IMAGES_PER_PROJECT / per_group)
         count = max(1, -(-total_groups // per_group_cap))
         plan = [(f"project-{i + 1:03d}", i % 3 == 2, ["", "tara"] if i % 2 else [""]) for i in range(count)]
         per_project = [total_groups // count + (1 if i < total_groups % count else 0) for i in range(count)]

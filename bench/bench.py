@@ -1,0 +1,219 @@
+"""Benchmark `catalog` against the physical floor of the same work.
+
+    python bench/bench.py                      # 10K and 100K sandbox images, 5 repetitions
+    python bench/bench.py --sizes 1000000      # the 1M run (about 13 GB of small files)
+    python bench/bench.py --sizes 300 --reps 1 --out -   # the CI smoke run
+
+Each measurement runs a fresh process (what a user runs), and each pair
+(catalog vs its floor) is run back to back, in alternating order from one
+repetition to the next, so that drift on a noisy machine cancels out. Medians
+are reported. Peak memory is the max RSS of each `catalog` process (wait4).
+
+Floors:
+- walk: a bare recursive os.scandir walk calling stat() on every entry;
+- export: the same rows read with plain sqlite3 and written with csv.writer;
+- --help: `python -c pass`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+CATALOG = [PY, "-c", "import sys; from cli import app; sys.argv[0] = 'catalog'; app()"]
+
+FLOOR_WALK = r"""
+import os, sys
+def walk(path):
+    n = 0
+    with os.scandir(path) as it:
+        for entry in it:
+            entry.stat(follow_symlinks=False)
+            n += 1
+            if entry.is_dir(follow_symlinks=False):
+                n += walk(entry.path)
+    return n
+print(walk(sys.argv[1]))
+"""
+
+FLOOR_EXPORT = r"""
+import csv, sqlite3, sys
+from catalog.export import _DECISIONS
+con = sqlite3.connect(sys.argv[1])
+with open(sys.argv[2], "w", newline="") as f:
+    csv.writer(f).writerows(con.execute(_DECISIONS.format(where="")))
+"""
+
+TARGETS = {
+    "index, new database": ("walk", 4.0),
+    "re-index, nothing changed": ("walk", 1.5),
+    "re-index, 1% changed": ("walk", 1.7),
+    "export, all rows": ("export", 2.0),
+    "catalog --help": ("python -c pass", 3.0),
+}
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of one process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(cmd)} failed: {proc.stderr.read().decode()[-400:]}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def catalog(db: Path, *args: str) -> tuple[float, float]:
+    return run([*CATALOG, "--db", str(db), *map(str, args)])
+
+
+def mutate(workspace: Path, fraction: float, rng: random.Random, rep: int) -> int:
+    """Add, change and remove `fraction` of the sandbox images, a third each."""
+    from catalog.names import format_name
+
+    images = sorted(p for p in (workspace / "sandbox").rglob("*.png"))
+    k = max(3, int(len(images) * fraction))
+    picked = rng.sample(images, k)
+    when = datetime(2031, 1, 1) + timedelta(days=rep)
+    for i, path in enumerate(picked):
+        if i % 3 == 0:
+            path.unlink()
+        elif i % 3 == 1:
+            with open(path, "ab") as f:
+                f.write(b"\0")
+        else:
+            shutil.copyfile(path, path.parent / format_name(when + timedelta(seconds=i), 1.0 + (i % 2), "added"))
+    return k
+
+
+def pair(results: dict, name: str, floor_name: str, rep: int, mine, floor) -> None:
+    """Run a measurement and its floor back to back, alternating the order."""
+    order = [("mine", mine), ("floor", floor)] if rep % 2 == 0 else [("floor", floor), ("mine", mine)]
+    for which, fn in order:
+        seconds, rss = fn()
+        key = name if which == "mine" else floor_name
+        results.setdefault(key, []).append((seconds, rss))
+
+
+def bench_size(n: int, reps: int, work: Path) -> tuple[dict, dict]:
+    workspace = work / f"ws-{n}"
+    if not (workspace / "SAMPLE_EXPECTED.json").exists():
+        shutil.rmtree(workspace, ignore_errors=True)
+        print(f"writing a {n}-image workspace ...", file=sys.stderr)
+        catalog(work / "unused.db", "sample", workspace, "--images", n, "--seed", 1)
+    db = work / f"catalog-{n}.db"
+    out = work / f"export-{n}.csv"
+    floor_out = work / f"floor-{n}.csv"
+    rng = random.Random(n)
+    results: dict[str, list] = {}
+    walk = lambda: run([PY, "-c", FLOOR_WALK, str(workspace)])  # noqa: E731
+
+    def fresh_index():
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        return catalog(db, "index", workspace, "--quiet")
+
+    for rep in range(reps):
+        print(f"  {n}: repetition {rep + 1}/{reps}", file=sys.stderr)
+        pair(results, "index, new database", "walk", rep, fresh_index, walk)
+        pair(results, "re-index, nothing changed", "walk", rep, lambda: catalog(db, "index", workspace, "-q"), walk)
+        mutate(workspace, 0.01, rng, rep)
+        pair(results, "re-index, 1% changed", "walk", rep, lambda: catalog(db, "index", workspace, "-q"), walk)
+        pair(results, "export, all rows", "export", rep,
+             lambda: catalog(db, "export", out, "--force"),
+             lambda: run([PY, "-c", FLOOR_EXPORT, str(db), str(floor_out)]))
+        pair(results, "catalog --help", "python -c pass", rep,
+             lambda: run([*CATALOG, "--help"]), lambda: run([PY, "-c", "pass"]))
+        results.setdefault("sql count(*) FROM anomalies", []).append(
+            catalog(db, "sql", "SELECT count(*) FROM anomalies"))
+    con = sqlite3.connect(db)
+    facts = {
+        "sandbox images": con.execute("SELECT count(*) FROM images WHERE role='sandbox'").fetchone()[0],
+        "files in tree": sum(len(files) for _, _, files in os.walk(workspace)),
+        "export rows": con.execute("SELECT count(*) FROM decisions").fetchone()[0],
+        "anomalies": con.execute("SELECT count(*) FROM anomalies").fetchone()[0],
+    }
+    con.close()
+    return results, facts
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores{mem}; "
+            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
+
+
+def table(all_results: dict[int, tuple[dict, dict]], reps: int) -> str:
+    lines = [
+        "| size | measurement | median s | floor | floor median s | ratio | target | peak RSS MB |",
+        "| --- | --- | ---: | --- | ---: | ---: | --- | ---: |",
+    ]
+    for n, (results, facts) in all_results.items():
+        med = {k: statistics.median(s for s, _ in v) for k, v in results.items()}
+        for name, samples in results.items():
+            if name in ("walk", "export", "python -c pass"):
+                continue
+            rss = max(r for _, r in samples)
+            floor_name, target = TARGETS.get(name, (None, None))
+            if floor_name:
+                ratio = med[name] / med[floor_name]
+                ok = "met" if ratio <= target else "MISSED"
+                lines.append(f"| {n:,} | {name} | {med[name]:.3f} | {floor_name} | {med[floor_name]:.3f} | "
+                             f"{ratio:.2f}x | <= {target}x ({ok}) | {rss:.0f} |")
+            else:
+                lines.append(f"| {n:,} | {name} | {med[name]:.3f} | | | | | {rss:.0f} |")
+        lines.append(f"| {n:,} | *tree* | {facts['sandbox images']:,} sandbox images, {facts['files in tree']:,} files, "
+                     f"{facts['export rows']:,} export rows, {facts['anomalies']:,} anomalies | | | | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000", help="sandbox image counts, comma-separated")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--work", default=str(HERE / "work"), help="where workspaces and databases go")
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="results file, or - for none")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    all_results = {n: bench_size(n, args.reps, work) for n in sizes}
+    report = table(all_results, args.reps)
+    print(report)
+    if args.out != "-":
+        command = "python bench/bench.py " + " ".join(sys.argv[1:])
+        Path(args.out).write_text(
+            f"# Benchmark results\n\nMachine: {machine()}.\n\nCommand: `{command.strip()}` "
+            f"({args.reps} repetitions, medians; each pair alternated; warm page cache).\n\n{report}\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
