@@ -32,7 +32,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
-CATALOG = [PY, "-c", "import sys; from cli import app; sys.argv[0] = 'catalog'; app()"]
+# The installed console script, as a user runs it.
+_SCRIPT = Path(PY).parent / "catalog"
+CATALOG = [str(_SCRIPT)] if _SCRIPT.exists() else [PY, "-c", "import sys; from cli import app; app()"]
 
 FLOOR_WALK = r"""
 import os, sys

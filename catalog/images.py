@@ -76,18 +76,22 @@ def sync_folder(
 ) -> tuple[Changes, list[tuple]]:
     """Sync the `role` rows of a project with the folder `root`.
 
-    Returns the counts and, for grouping and matching without reading them
-    back, the inserted rows as (id, dir, filename, timestamp, stage, width,
-    height). With `pretend`, count what would change and write nothing (conn
-    may be None for a project not in the catalogue yet).
+    Returns the counts and every row the folder now holds, as (id, dir,
+    filename, timestamp, stage, width, height): grouping and matching run on
+    them without reading the table back. With `pretend`, count what would
+    change and write nothing (conn may be None for a project not in the
+    catalogue yet).
     """
-    known: dict[str, tuple[int, int, int]] = {}
+    # rel_path -> (id, size_bytes, mtime_ns, dir, filename, timestamp, stage, width, height)
+    known: dict[str, tuple] = {}
     if conn is not None and project_id is not None:
         rows = conn.execute(
-            select(images.c.rel_path, images.c.id, images.c.size_bytes, images.c.mtime_ns)
+            select(images.c.rel_path, images.c.id, images.c.size_bytes, images.c.mtime_ns,
+                   images.c.dir, images.c.filename, images.c.timestamp, images.c.stage,
+                   images.c.width, images.c.height)
             .where(images.c.project_id == project_id, images.c.role == role)
         )
-        known = {r[0]: (r[1], r[2], r[3]) for r in rows}
+        known = {r[0]: tuple(r[1:]) for r in rows}
 
     changes = Changes()
     if pretend:
@@ -105,7 +109,7 @@ def sync_folder(
     # Ids are given, not returned, so that new rows can be grouped straight
     # from memory; the sync holds the write lock, so max(id) cannot race.
     next_id = (conn.execute(select(func.max(images.c.id))).scalar() or 0) + 1
-    fresh: list[tuple] = []
+    current: list[tuple] = []
     inserts: list[tuple] = []
     updates: list[tuple] = []
     insert = images.insert()
@@ -113,26 +117,29 @@ def sync_folder(
         old = known.pop(entry.rel_path, None)
         if old is not None and old[1] == entry.size_bytes and old[2] == entry.mtime_ns:
             changes.unchanged += 1
+            current.append((old[0], *old[3:]))
             continue
+        fields = _fields(entry)
         if old is None:
             changes.added += 1
-            fields = _fields(entry)
-            inserts.append((next_id, project_id, role, entry.rel_path, entry.dir, entry.filename, *fields))
-            fresh.append((next_id, entry.dir, entry.filename, *fields[:2], *fields[3:5]))
+            image_id = next_id
             next_id += 1
+            inserts.append((image_id, project_id, role, entry.rel_path, entry.dir, entry.filename, *fields))
             if len(inserts) >= BATCH:
                 executemany(conn, insert, inserts, INSERT_COLUMNS)
                 inserts = []
         else:
             changes.changed += 1
-            updates.append((*_fields(entry), old[0]))
+            image_id = old[0]
+            updates.append((*fields, image_id))
             if len(updates) >= BATCH:
                 executemany(conn, _update, updates, UPDATE_COLUMNS)
                 updates = []
+        current.append((image_id, entry.dir, entry.filename, *fields[:2], *fields[3:5]))
     executemany(conn, insert, inserts, INSERT_COLUMNS)
     executemany(conn, _update, updates, UPDATE_COLUMNS)
 
     changes.removed = len(known)
     if known:
         executemany(conn, _delete, [(v[0],) for v in known.values()], ("image_id",))
-    return changes, fresh
+    return changes, current

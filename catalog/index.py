@@ -100,12 +100,12 @@ def index_project(
                 projects.update().where(projects.c.id == project_id)
                 .values(sandbox_dir=project.sandbox_dir, final_dir=project.final_dir)
             )
-        changes, new_sandbox = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, warn=warn,
+        changes, sandbox_rows = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, warn=warn,
                                            progress=count(0))
         scanned = changes.added + changes.changed + changes.unchanged
-        new_finals = None
+        final_rows = None
         if project.final_exists:
-            final_changes, new_finals = sync_folder(conn, project_id, "final", project.final_dir, warn=warn,
+            final_changes, final_rows = sync_folder(conn, project_id, "final", project.final_dir, warn=warn,
                                                     progress=count(scanned))
             changes += final_changes
         else:
@@ -117,10 +117,7 @@ def index_project(
         if not changes.any and derived_version == DERIVED_VERSION:
             counts = _last_counts(conn, project_id)
         if counts is None:
-            # A project whose every row was just inserted is grouped from
-            # memory; otherwise from the table.
-            fresh = new_finals is not None and changes.changed == 0 and changes.unchanged == 0
-            counts = derive(conn, project_id, (new_sandbox, new_finals) if fresh else None)
+            counts = derive(conn, project_id, sandbox_rows, final_rows)
 
         finished = utcnow()
         conn.execute(scans.insert().values(
@@ -149,26 +146,19 @@ def _last_counts(conn: Connection, project_id: int) -> Optional[Counts]:
     return Counts(*row) if row else None
 
 
-def derive(conn: Connection, project_id: int, rows: Optional[tuple[list, list]] = None) -> Counts:
-    """Recompute the project's groups and winner matches from its images
-    (`rows`: the sandbox and final rows, when the caller has them all)."""
-    def load(role: str, kind):
-        return [
-            kind._make(r)
-            for r in conn.execute(
-                select(images.c.id, images.c.dir, images.c.filename, images.c.timestamp,
-                       images.c.stage, images.c.width, images.c.height)
-                .where(images.c.project_id == project_id, images.c.role == role)
-                .order_by(images.c.id)
-            )
-        ]
-
-    if rows is None:
-        sandbox = load("sandbox", SandboxImage)
-        finals = load("final", FinalImage)
-    else:
-        sandbox = list(map(SandboxImage._make, rows[0]))
-        finals = list(map(FinalImage._make, rows[1]))
+def derive(conn: Connection, project_id: int, sandbox_rows: list[tuple],
+           final_rows: Optional[list[tuple]]) -> Counts:
+    """Recompute the project's groups and winner matches from its images, as
+    the sync left them (final rows are read back when the final folder was
+    not scanned)."""
+    if final_rows is None:
+        final_rows = conn.execute(
+            select(images.c.id, images.c.dir, images.c.filename, images.c.timestamp,
+                   images.c.stage, images.c.width, images.c.height)
+            .where(images.c.project_id == project_id, images.c.role == "final")
+        ).all()
+    sandbox = list(map(SandboxImage._make, sandbox_rows))
+    finals = list(map(FinalImage._make, final_rows))
     groups = form_groups(sandbox)
     group_of = store_groups(conn, project_id, groups)
     found = match_finals(sandbox, finals)
