@@ -231,24 +231,10 @@ def _report(s, quiet: bool, as_json: bool) -> None:
 @handled
 def db_upgrade() -> None:
     """Create the catalogue or bring its schema to the newest revision."""
-    from catalog.database import open_catalog, open_engine, revision_of
+    from catalog.database import migrate
 
-    before_engine = None
-    from catalog.database import sqlite_path
-
-    path = sqlite_path(state.db)
-    before = None
-    if path is None or os.path.exists(path):
-        before_engine = open_engine(state.db, readonly=path is not None)
-        try:
-            before = revision_of(before_engine)
-        except Exception:
-            before = None  # open_catalog below reports what is wrong
-        finally:
-            before_engine.dispose()
-    engine = open_catalog(state.db, write=True)
-    after = revision_of(engine)
-    typer.echo(f"{state.db}: {before or '(empty)'} -> {after}" if before != after else f"{state.db}: already at {after}")
+    before, after = migrate(state.db)
+    typer.echo(f"{state.db}: already at {after}" if before == after else f"{state.db}: {before or '(empty)'} -> {after}")
 
 
 @db_app.command("current")

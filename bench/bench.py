@@ -52,10 +52,10 @@ print(walk(sys.argv[1]))
 
 FLOOR_EXPORT = r"""
 import csv, sqlite3, sys
-from catalog.export import _DECISIONS
+from catalog.export import DECISIONS_SQL
 con = sqlite3.connect(sys.argv[1])
 with open(sys.argv[2], "w", newline="") as f:
-    csv.writer(f).writerows(con.execute(_DECISIONS.format(where="")))
+    csv.writer(f).writerows(con.execute(DECISIONS_SQL.format(where="")))
 """
 
 TARGETS = {

@@ -131,6 +131,17 @@ def revision_of(engine: Engine) -> Optional[str]:
 def open_catalog(target: str, *, write: bool) -> Engine:
     """An engine on a catalogue at head. `write=False` opens it read-only and
     refuses a database that does not exist yet."""
+    return _open(target, write)[0]
+
+
+def migrate(target: str) -> tuple[Optional[str], str]:
+    """`catalog db upgrade`: create or upgrade; returns (revision before, after)."""
+    engine, before = _open(target, True)
+    engine.dispose()
+    return before, HEAD_REVISION
+
+
+def _open(target: str, write: bool) -> tuple[Engine, Optional[str]]:
     path = sqlite_path(target)
     if path is not None:
         _check_sqlite_file(path, must_exist=not write)
@@ -142,13 +153,14 @@ def open_catalog(target: str, *, write: bool) -> Engine:
                 _check_known(revision, target)
             elif not write:
                 raise UsageError(f"no catalogue in {target} yet; run `catalog index PATH` first")
+            # A reader upgrades through a short-lived writable engine, then reads read-only.
             writer = engine if write else open_engine(target)
             try:
                 upgrade(writer, target)
             finally:
                 if writer is not engine:
                     writer.dispose()
-        return engine
+        return engine, revision
     except SQLAlchemyError as exc:
         raise describe_db_error(exc, target) from None
 

@@ -44,7 +44,7 @@ class Decision(NamedTuple):
 
 # One pass: each decision with its losers in (stage, filename) order, so the
 # rows stream out without holding the catalogue in memory.
-_DECISIONS = """
+DECISIONS_SQL = """
 SELECT d.project, d.set_id, p.sandbox_dir, d.chosen_path, d.chosen_stage, d.max_stage,
        d.is_anomaly, d.timestamp, d.group_id, i.rel_path AS loser_path, i.stage AS loser_stage
 FROM decisions d
@@ -65,7 +65,7 @@ def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
     if anomalies_only:
         conditions.append("d.is_anomaly = 1")
     where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
-    stmt = text(_DECISIONS.format(where=where)).columns(
+    stmt = text(DECISIONS_SQL.format(where=where)).columns(
         project=String, set_id=String, sandbox_dir=String, chosen_path=String, chosen_stage=Float,
         max_stage=Float, is_anomaly=Integer, timestamp=DateTime, group_id=Integer,
         loser_path=String, loser_stage=Float,

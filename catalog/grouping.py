@@ -16,27 +16,17 @@ image; a shorter run is dropped and the next starts at the following image.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
-from typing import NamedTuple, Optional, Sequence
+from typing import Sequence
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from .database import executemany
+from .images import ImageRow
 from .names import format_stage, timestamp_key
 from .schema import group_members, image_groups
 
 LOOKAHEAD = 50
-
-
-class SandboxImage(NamedTuple):
-    id: int
-    dir: str
-    filename: str
-    timestamp: Optional[datetime]
-    stage: Optional[float]
-    width: Optional[int]
-    height: Optional[int]
 
 
 def selector_runs(stages: Sequence[float], lookahead: int = LOOKAHEAD) -> list[list[int]]:
@@ -68,9 +58,9 @@ def selector_runs(stages: Sequence[float], lookahead: int = LOOKAHEAD) -> list[l
     return groups
 
 
-def form_groups(sandbox: Sequence[SandboxImage]) -> list[list[SandboxImage]]:
+def form_groups(sandbox: Sequence[ImageRow]) -> list[list[ImageRow]]:
     """The selector's groups of a project, folder by folder, in time order."""
-    by_dir: dict[str, list[SandboxImage]] = defaultdict(list)
+    by_dir: dict[str, list[ImageRow]] = defaultdict(list)
     for image in sandbox:
         if image.timestamp is not None and image.stage is not None:
             by_dir[image.dir].append(image)
@@ -84,7 +74,7 @@ def form_groups(sandbox: Sequence[SandboxImage]) -> list[list[SandboxImage]]:
     return groups
 
 
-def store_groups(conn: Connection, project_id: int, groups: list[list[SandboxImage]]) -> dict[int, int]:
+def store_groups(conn: Connection, project_id: int, groups: list[list[ImageRow]]) -> dict[int, int]:
     """Write `groups`, touching only what changed. Returns image id -> group id
     for every grouped image.
 

@@ -9,7 +9,8 @@ connection, inside the caller's transaction (one per project sync).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from datetime import datetime
+from typing import Callable, NamedTuple, Optional
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
@@ -21,6 +22,18 @@ from .scan import FileEntry, scan_images
 from .schema import images
 
 BATCH = 2000
+
+
+class ImageRow(NamedTuple):
+    """What grouping and matching need of an image (sandbox or final)."""
+
+    id: int
+    dir: str
+    filename: str
+    timestamp: Optional[datetime]
+    stage: Optional[float]
+    width: Optional[int]
+    height: Optional[int]
 
 
 @dataclass

@@ -20,9 +20,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import dialects
 from .errors import CatalogError
-from .grouping import SandboxImage, form_groups, store_groups
-from .images import Changes, sync_folder
-from .matching import Counts, FinalImage, match_finals, store_matches, store_winners
+from .grouping import form_groups, store_groups
+from .images import Changes, ImageRow, sync_folder
+from .matching import Counts, match_finals, store_matches, store_winners
 from .projects import Project
 from .schema import DERIVED_VERSION, images, projects, scans
 
@@ -157,8 +157,8 @@ def derive(conn: Connection, project_id: int, sandbox_rows: list[tuple],
                    images.c.stage, images.c.width, images.c.height)
             .where(images.c.project_id == project_id, images.c.role == "final")
         ).all()
-    sandbox = list(map(SandboxImage._make, sandbox_rows))
-    finals = list(map(FinalImage._make, final_rows))
+    sandbox = list(map(ImageRow._make, sandbox_rows))
+    finals = list(map(ImageRow._make, final_rows))
     groups = form_groups(sandbox)
     group_of = store_groups(conn, project_id, groups)
     found = match_finals(sandbox, finals)

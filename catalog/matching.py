@@ -18,25 +18,14 @@ A winner is flagged cropped when both pixel sizes are known and differ.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import NamedTuple, Optional, Sequence
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from .database import executemany
-from .grouping import SandboxImage
+from .images import ImageRow
 from .schema import image_groups, images, matches
-
-
-class FinalImage(NamedTuple):
-    id: int
-    dir: str
-    filename: str
-    timestamp: Optional[datetime]
-    stage: Optional[float]
-    width: Optional[int]
-    height: Optional[int]
 
 
 class Match(NamedTuple):
@@ -46,19 +35,19 @@ class Match(NamedTuple):
     cropped: int
 
 
-def _pick(candidates: list[SandboxImage], final: FinalImage) -> Optional[SandboxImage]:
+def _pick(candidates: list[ImageRow], final: ImageRow) -> Optional[ImageRow]:
     if len(candidates) == 1:
         return candidates[0]
     same_folder = [c for c in candidates if c.dir == final.dir]
     return same_folder[0] if len(same_folder) == 1 else None
 
 
-def match_finals(sandbox: Sequence[SandboxImage], finals: Sequence[FinalImage]) -> dict[int, Match]:
+def match_finals(sandbox: Sequence[ImageRow], finals: Sequence[ImageRow]) -> dict[int, Match]:
     """final image id -> its Match."""
     # Index only the names and keys some final image asks for: finals are a
     # fraction of the sandbox, and this runs over every sandbox image.
-    by_name: dict[str, list[SandboxImage]] = {f.filename: [] for f in finals}
-    by_key: dict[tuple, list[SandboxImage]] = {
+    by_name: dict[str, list[ImageRow]] = {f.filename: [] for f in finals}
+    by_key: dict[tuple, list[ImageRow]] = {
         (f.timestamp, f.stage): [] for f in finals if f.timestamp is not None and f.stage is not None
     }
     for image in sandbox:

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from catalog.grouping import SandboxImage, form_groups, selector_runs
+from catalog.grouping import form_groups, selector_runs
+from catalog.images import ImageRow
 
 
 def stages_of(seq, runs):
@@ -40,7 +41,7 @@ def test_lookahead_is_bounded_at_50():
 
 
 def image(i, folder, ts, stage, name=None):
-    return SandboxImage(i, folder, name or f"{ts:%Y%m%d_%H%M%S}_stage{stage:g}.png", ts, stage, None, None)
+    return ImageRow(i, folder, name or f"{ts:%Y%m%d_%H%M%S}_stage{stage:g}.png", ts, stage, None, None)
 
 
 def test_groups_never_cross_folders():
@@ -69,6 +70,6 @@ def test_shared_timestamp_sorts_by_stage():
 
 def test_unparsed_images_take_no_part():
     t = datetime(2025, 7, 5, 12, 0, 0)
-    images = [image(1, "", t, 1.0), SandboxImage(2, "", "IMG_0001.png", None, None, None, None),
-              SandboxImage(3, "", "x.png", t, None, None, None), image(4, "", t + timedelta(seconds=5), 2.0)]
+    images = [image(1, "", t, 1.0), ImageRow(2, "", "IMG_0001.png", None, None, None, None),
+              ImageRow(3, "", "x.png", t, None, None, None), image(4, "", t + timedelta(seconds=5), 2.0)]
     assert [[i.id for i in g] for g in form_groups(images)] == [[1, 4]]

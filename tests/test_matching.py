@@ -2,18 +2,18 @@
 
 from datetime import datetime
 
-from catalog.grouping import SandboxImage
-from catalog.matching import FinalImage, match_finals
+from catalog.images import ImageRow
+from catalog.matching import match_finals
 
 T = datetime(2025, 7, 8, 6, 7, 11)
 
 
 def s(i, folder, name, ts=T, stage=2.0, size=(1664, 2432)):
-    return SandboxImage(i, folder, name, ts, stage, *size)
+    return ImageRow(i, folder, name, ts, stage, *size)
 
 
 def f(i, folder, name, ts=T, stage=2.0, size=(1664, 2432)):
-    return FinalImage(i, folder, name, ts, stage, *size)
+    return ImageRow(i, folder, name, ts, stage, *size)
 
 
 NAME = "20250708_060711_stage2_upscaled.png"
