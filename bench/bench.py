@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -83,23 +81,31 @@ def catalog(db: Path, *args: str) -> tuple[float, float]:
     return run([*CATALOG, "--db", str(db), *map(str, args)])
 
 
-def mutate(workspace: Path, fraction: float, rng: random.Random, rep: int) -> int:
-    """Add, change and remove `fraction` of the sandbox images, a third each."""
-    from catalog.names import format_name
+MUTATE = r"""
+import random, shutil, sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from catalog.names import format_name
+workspace, fraction, seed, rep = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+images = sorted(p for p in (workspace / "sandbox").rglob("*.png"))
+picked = random.Random(seed).sample(images, max(3, int(len(images) * fraction)))
+when = datetime(2031, 1, 1) + timedelta(days=rep)
+for i, path in enumerate(picked):
+    if i % 3 == 0:
+        path.unlink()
+    elif i % 3 == 1:
+        with open(path, "ab") as f:
+            f.write(b"\0")
+    else:
+        shutil.copyfile(path, path.parent / format_name(when + timedelta(seconds=i), 1.0 + (i % 2), "added"))
+"""
 
-    images = sorted(p for p in (workspace / "sandbox").rglob("*.png"))
-    k = max(3, int(len(images) * fraction))
-    picked = rng.sample(images, k)
-    when = datetime(2031, 1, 1) + timedelta(days=rep)
-    for i, path in enumerate(picked):
-        if i % 3 == 0:
-            path.unlink()
-        elif i % 3 == 1:
-            with open(path, "ab") as f:
-                f.write(b"\0")
-        else:
-            shutil.copyfile(path, path.parent / format_name(when + timedelta(seconds=i), 1.0 + (i % 2), "added"))
-    return k
+
+def mutate(workspace: Path, fraction: float, seed: int, rep: int) -> None:
+    """Add, change and remove `fraction` of the sandbox images, a third each.
+    In a child process: the tree listing must not swell this process, whose
+    memory the measured children would inherit in their max RSS."""
+    run([PY, "-c", MUTATE, str(workspace), str(fraction), str(seed), str(rep)])
 
 
 def pair(results: dict, name: str, floor_name: str, rep: int, mine, floor) -> None:
@@ -120,7 +126,6 @@ def bench_size(n: int, reps: int, work: Path) -> tuple[dict, dict]:
     db = work / f"catalog-{n}.db"
     out = work / f"export-{n}.csv"
     floor_out = work / f"floor-{n}.csv"
-    rng = random.Random(n)
     results: dict[str, list] = {}
     walk = lambda: run([PY, "-c", FLOOR_WALK, str(workspace)])  # noqa: E731
 
@@ -133,7 +138,7 @@ def bench_size(n: int, reps: int, work: Path) -> tuple[dict, dict]:
         print(f"  {n}: repetition {rep + 1}/{reps}", file=sys.stderr)
         pair(results, "index, new database", "walk", rep, fresh_index, walk)
         pair(results, "re-index, nothing changed", "walk", rep, lambda: catalog(db, "index", workspace, "-q"), walk)
-        mutate(workspace, 0.01, rng, rep)
+        mutate(workspace, 0.01, n * 100 + rep, rep)
         pair(results, "re-index, 1% changed", "walk", rep, lambda: catalog(db, "index", workspace, "-q"), walk)
         pair(results, "export, all rows", "export", rep,
              lambda: catalog(db, "export", out, "--force"),

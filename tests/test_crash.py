@@ -137,3 +137,26 @@ def test_sigkill_during_export_keeps_the_previous_file(world, tmp_path, args):
     assert result.returncode == 0, result.stderr
     assert [n for n in os.listdir(tmp_path) if n.startswith(".out.csv")] == []  # no stray temporary file
     assert out.read_bytes() != previous
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_the_project_as_it_was(world, tmp_path):
+    hits = 0
+    for i in range(4):
+        db = tmp_path / f"int-{i}.db"
+        shutil.copyfile(world["before"], db)
+        proc = start(db, "index", world["ws2"])
+        time.sleep(0.4 + world["duration"] * 0.2 * i)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate()
+        assert "Traceback" not in err
+        if proc.returncode == 130:
+            hits += 1
+            assert "interrupted" in err
+        else:
+            assert proc.returncode == 0, err  # finished before the signal landed
+        got = images_of(db)
+        for project in ("aiko", "tattersail", "mojo-1"):
+            assert got[project] in (world["images_before"][project], world["images_after"][project])
+        assert integrity(db) == "ok"
+    assert hits >= 1
