@@ -74,72 +74,75 @@ def form_groups(sandbox: Sequence[ImageRow]) -> list[list[ImageRow]]:
     return groups
 
 
-def store_groups(conn: Connection, project_id: int, groups: list[list[ImageRow]]) -> dict[int, int]:
-    """Write `groups`, touching only what changed. Returns image id -> group id
-    for every grouped image.
+def store_groups(conn: Connection, project_id: int, groups: list[list[ImageRow]],
+                 winners: list[tuple]) -> None:
+    """Write `groups` with their winner columns (`winners[i]` is
+    (winner_count, chosen_image_id, chosen_stage) of `groups[i]`), touching
+    only what changed.
 
     A group is the same group when it has the same members; it then keeps its
     id and set id, so exports stay stable across re-indexing.
     """
-    existing: dict[tuple[int, ...], tuple[int, str]] = {}
     members: dict[int, list[int]] = defaultdict(list)
-    set_ids: dict[int, str] = {}
+    stored: dict[int, tuple] = {}
     rows = conn.execute(
-        select(group_members.c.group_id, group_members.c.image_id, image_groups.c.set_id)
+        select(group_members.c.group_id, group_members.c.image_id, image_groups.c.set_id,
+               image_groups.c.winner_count, image_groups.c.chosen_image_id, image_groups.c.chosen_stage)
         .join(image_groups, image_groups.c.id == group_members.c.group_id)
         .where(image_groups.c.project_id == project_id)
         .order_by(group_members.c.group_id, group_members.c.position)
     )
-    for group_id, image_id, set_id in rows:
+    for group_id, image_id, *rest in rows:
         members[group_id].append(image_id)
-        set_ids[group_id] = set_id
-    for group_id, ids in members.items():
-        existing[tuple(ids)] = (group_id, set_ids[group_id])
+        stored[group_id] = tuple(rest)
+    existing = {tuple(ids): group_id for group_id, ids in members.items()}
 
-    membership: dict[int, int] = {}
-    new_groups = []
-    for group in groups:
-        key = tuple(i.id for i in group)
-        kept = existing.pop(key, None)
-        if kept is None:
-            new_groups.append(group)
-        else:
-            for image in group:
-                membership[image.id] = kept[0]
+    used: set[str] = set()
+    new_groups, updates = [], []
+    for group, won in zip(groups, winners):
+        group_id = existing.pop(tuple(i.id for i in group), None)
+        if group_id is None:
+            new_groups.append((group, won))
+            continue
+        set_id, *was = stored[group_id]
+        used.add(set_id)
+        if tuple(was) != won:
+            updates.append((*won, group_id))
 
     if existing:
-        stale = [(gid,) for gid, _ in existing.values()]
+        stale = [(gid,) for gid in existing.values()]
         executemany(conn, group_members.delete().where(group_members.c.group_id == bindparam("group_id")),
                     stale, ("group_id",))
         executemany(conn, image_groups.delete().where(image_groups.c.id == bindparam("group_id")),
                     stale, ("group_id",))
+    executemany(conn, _update_winners, updates, _WINNER_COLUMNS + ("group_id",))
 
     if new_groups:
-        kept_ids = set(membership.values())
-        used = {sid for gid, sid in set_ids.items() if gid in kept_ids}
         # Ids are given, not returned: RETURNING on a many-row insert falls back
         # to one statement per row on some backends. Syncs are serialized by
         # dialects.begin_sync, so max(id) cannot race.
         next_id = (conn.execute(select(func.max(image_groups.c.id))).scalar() or 0) + 1
         group_rows, member_rows = [], []
-        for group_id, group in enumerate(new_groups, start=next_id):
+        for group_id, (group, won) in enumerate(new_groups, start=next_id):
             first, last = group[0], group[-1]
             group_rows.append((
                 group_id, project_id, _free_set_id("group_" + timestamp_key(first.timestamp), used),
                 first.dir, len(group), ",".join(format_stage(i.stage) for i in group),
                 last.stage,  # runs rise: the last stage is the highest
-                first.timestamp, last.timestamp,
+                first.timestamp, last.timestamp, *won,
             ))
-            for position, image in enumerate(group):
-                membership[image.id] = group_id
-                member_rows.append((image.id, group_id, position))
+            member_rows.extend((image.id, group_id, position) for position, image in enumerate(group))
         executemany(conn, image_groups.insert(), group_rows, _GROUP_COLUMNS)
         executemany(conn, group_members.insert(), member_rows, ("image_id", "group_id", "position"))
-    return membership
 
 
+_WINNER_COLUMNS = ("winner_count", "chosen_image_id", "chosen_stage")
+_update_winners = (
+    image_groups.update().where(image_groups.c.id == bindparam("group_id"))
+    .values({c: bindparam(c) for c in _WINNER_COLUMNS})
+)
 _GROUP_COLUMNS = ("id", "project_id", "set_id", "dir", "size", "stages", "max_stage",
-                  "first_timestamp", "last_timestamp")
+                  "first_timestamp", "last_timestamp") + _WINNER_COLUMNS
 
 
 def _free_set_id(base: str, used: set[str]) -> str:

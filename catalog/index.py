@@ -22,7 +22,7 @@ from . import dialects
 from .errors import CatalogError
 from .grouping import form_groups, store_groups
 from .images import Changes, ImageRow, sync_folder
-from .matching import Counts, match_finals, store_matches, store_winners
+from .matching import Counts, group_winners, match_finals, store_matches
 from .projects import Project
 from .schema import DERIVED_VERSION, images, projects, scans
 
@@ -160,12 +160,11 @@ def derive(conn: Connection, project_id: int, sandbox_rows: list[tuple],
     sandbox = list(map(ImageRow._make, sandbox_rows))
     finals = list(map(ImageRow._make, final_rows))
     groups = form_groups(sandbox)
-    group_of = store_groups(conn, project_id, groups)
     found = match_finals(sandbox, finals)
+    winners, counts = group_winners(groups, found)
+    store_groups(conn, project_id, groups, winners)
     store_matches(conn, project_id, found)
-    max_stage = {group_of[g[0].id]: g[-1].stage for g in groups}  # runs rise: the last is the highest
-    stage_of = {i.id: i.stage for i in sandbox}
-    return store_winners(conn, project_id, group_of, max_stage, stage_of, found)
+    return counts
 
 
 def pretend_project(engine: Optional[Engine], project: Project) -> ProjectSummary:

@@ -1,8 +1,8 @@
 """Match winners: which sandbox image each final image is, within one project.
 
-Owns the matching rules, the `matches` table, and the per-group winner columns
-of `image_groups` (winner_count, chosen_image_id, chosen_stage) that the views
-build decisions and anomalies on:
+Owns the matching rules, the `matches` table, and what each group's winners
+are (winner_count, chosen_image_id, chosen_stage: stored with the group, and
+what the views build decisions and anomalies on):
 
 1. same filename; if several sandbox images carry it, keep those whose folder
    (relative to the sandbox) equals the final image's folder (relative to the
@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from .database import executemany
 from .images import ImageRow
-from .schema import image_groups, images, matches
+from .schema import images, matches
 
 
 class Match(NamedTuple):
@@ -110,44 +110,23 @@ class Counts(NamedTuple):
     orphans: int
 
 
-def store_winners(conn: Connection, project_id: int, group_of: dict[int, int], max_stage: dict[int, float],
-                  stage_of: dict[int, float], found: dict[int, Match]) -> Counts:
-    """Record each group's winners; returns the project's summary counts.
-
-    `group_of` maps sandbox image id -> group id, `max_stage` group id -> its
-    highest stage, `stage_of` sandbox image id -> stage.
-    """
-    picked: dict[int, set[int]] = {}
-    orphans = 0
-    for m in found.values():
-        group_id = group_of.get(m.sandbox_image_id) if m.problem is None else None
-        if group_id is None:
-            orphans += 1
+def group_winners(groups: Sequence[Sequence[ImageRow]], found: dict[int, Match]) -> tuple[list[tuple], Counts]:
+    """Per group, in order: (winner_count, chosen_image_id, chosen_stage), the
+    `image_groups` columns the views build decisions on; and the project's
+    summary counts. Several final copies of one sandbox image are one winner."""
+    picked = {m.sandbox_image_id for m in found.values() if m.problem is None}
+    grouped: set[int] = set()
+    winners = []
+    total = anomalies = 0
+    for group in groups:
+        chosen = [image for image in group if image.id in picked]
+        grouped.update(image.id for image in group)
+        total += len(chosen)
+        if len(chosen) == 1:
+            only = chosen[0]
+            winners.append((1, only.id, only.stage))
+            anomalies += only.stage < group[-1].stage  # runs rise: the last stage is the highest
         else:
-            picked.setdefault(group_id, set()).add(m.sandbox_image_id)
-    desired = {}
-    for group_id in max_stage:
-        chosen = picked.get(group_id, ())
-        only = next(iter(chosen)) if len(chosen) == 1 else None
-        desired[group_id] = (len(chosen), only, stage_of[only] if only is not None else None)
-    stored = {
-        r[0]: tuple(r[1:])
-        for r in conn.execute(
-            select(image_groups.c.id, image_groups.c.winner_count, image_groups.c.chosen_image_id,
-                   image_groups.c.chosen_stage).where(image_groups.c.project_id == project_id)
-        )
-    }
-    changed = [
-        {"gid": gid, "winner_count": v[0], "chosen_image_id": v[1], "chosen_stage": v[2]}
-        for gid, v in desired.items() if stored.get(gid) != v
-    ]
-    if changed:
-        executemany(
-            conn,
-            image_groups.update().where(image_groups.c.id == bindparam("gid"))
-            .values(winner_count=bindparam("winner_count"), chosen_image_id=bindparam("chosen_image_id"),
-                    chosen_stage=bindparam("chosen_stage")),
-            changed,
-        )
-    anomalies = sum(1 for gid, v in desired.items() if v[0] == 1 and v[2] < max_stage[gid])
-    return Counts(len(desired), sum(v[0] for v in desired.values()), anomalies, orphans)
+            winners.append((len(chosen), None, None))
+    orphans = sum(1 for m in found.values() if m.problem is not None or m.sandbox_image_id not in grouped)
+    return winners, Counts(len(groups), total, anomalies, orphans)

@@ -163,3 +163,21 @@ def test_dry_run_writes_nothing(sample, run):
     result = run("index", root, "--dry-run")
     assert "aiko: would add 0, change 0, remove 1" in result.stdout
     assert snapshot(run.db) == before
+
+
+def test_picking_and_unpicking_an_image_updates_its_group(sample, run):
+    root, expected = sample
+    assert run("index", root).exit_code == 0
+    (gid, set_id), = query(run.db, "SELECT group_id, set_id FROM skipped_groups WHERE project = 'aiko' "
+                                   "ORDER BY set_id LIMIT 1")
+    (top,), = query(run.db, "SELECT i.rel_path FROM group_members gm JOIN images i ON i.id = gm.image_id "
+                            "WHERE gm.group_id = ? ORDER BY gm.position DESC LIMIT 1", gid)
+    pick = root / "aiko" / top
+    shutil.copy(root / "sandbox" / "aiko" / top, pick)
+    assert run("index", root).exit_code == 0
+    assert query(run.db, "SELECT group_id, chosen_path, is_anomaly FROM decisions WHERE set_id = ?", set_id) == \
+        [(gid, top, 0)]
+    pick.unlink()
+    assert run("index", root).exit_code == 0
+    assert query(run.db, "SELECT count(*) FROM skipped_groups WHERE set_id = ?", set_id) == [(1,)]
+    assert query(run.db, "SELECT count(*) FROM decisions WHERE set_id = ?", set_id) == [(0,)]
