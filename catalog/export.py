@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, TextIO
 
-from sqlalchemy import DateTime, Float, Integer, String, bindparam, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 from .errors import UsageError
@@ -65,40 +65,47 @@ def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
     if anomalies_only:
         conditions.append("d.is_anomaly = 1")
     where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
-    stmt = text(DECISIONS_SQL.format(where=where)).columns(
-        project=String, set_id=String, sandbox_dir=String, chosen_path=String, chosen_stage=Float,
-        max_stage=Float, is_anomaly=Integer, timestamp=DateTime, group_id=Integer,
-        loser_path=String, loser_stage=Float,
-    )
+    # Untyped on purpose: typed columns would convert every loser row's
+    # timestamp; iso_utc reads the raw value once per decision instead.
+    stmt = text(DECISIONS_SQL.format(where=where))
     if projects:
         stmt = stmt.bindparams(bindparam("names", expanding=True))
 
-    if relative_to is None:
-        def place(base: str, rel: str) -> str:
-            return f"{base}/{rel}"
-    else:
-        start = os.path.abspath(relative_to)
+    start = os.path.abspath(relative_to) if relative_to is not None else None
+    bases: dict[str, str] = {}
 
-        def place(base: str, rel: str) -> str:
-            return os.path.relpath(f"{base}/{rel}", start)
+    def base_of(sandbox_dir: str) -> str:
+        # One relpath per project, not per path: paths below it only append.
+        if sandbox_dir not in bases:
+            rel = os.path.relpath(sandbox_dir, start) if start is not None else sandbox_dir
+            bases[sandbox_dir] = "" if rel == "." else rel.rstrip("/") + "/"
+        return bases[sandbox_dir]
 
-    current = None
-    for r in conn.execute(stmt, params):
-        if current is None or current[0] != r.group_id:
+    current: Optional[Decision] = None
+    current_group = None
+    for project, set_id, sandbox_dir, chosen, chosen_stage, max_stage, is_anomaly, timestamp, group_id, \
+            loser, loser_stage in conn.execute(stmt, params):
+        base = bases.get(sandbox_dir) or base_of(sandbox_dir)
+        if group_id != current_group:
             if current is not None:
-                yield current[1]
-            current = (r.group_id, Decision(
-                r.project, r.set_id, place(r.sandbox_dir, r.chosen_path), r.chosen_stage, r.max_stage,
-                r.is_anomaly, r.timestamp, [], [],
-            ))
-        current[1].loser_paths.append(place(r.sandbox_dir, r.loser_path))
-        current[1].loser_stages.append(r.loser_stage)
+                yield current
+            current_group = group_id
+            current = Decision(project, set_id, base + chosen, chosen_stage, max_stage, is_anomaly, timestamp,
+                               [], [])
+        current.loser_paths.append(base + loser)
+        current.loser_stages.append(loser_stage)
     if current is not None:
-        yield current[1]
+        yield current
 
 
 def iso_utc(timestamp) -> str:
-    return timestamp.strftime("%Y-%m-%dT%H:%M:%SZ") if timestamp is not None else ""
+    """ISO 8601 UTC to the second, from a datetime or the text SQLite stores
+    ('2025-07-08 06:07:11.000000')."""
+    if timestamp is None:
+        return ""
+    if isinstance(timestamp, str):
+        return f"{timestamp[:10]}T{timestamp[11:19]}Z"
+    return timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _number(stage: float):
