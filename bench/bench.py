@@ -215,7 +215,8 @@ def main() -> None:
     report = table(all_results, args.reps)
     print(report)
     if args.out != "-":
-        command = "python bench/bench.py " + " ".join(sys.argv[1:])
+        # Only the options that change what is measured; folders are local.
+        command = f"python bench/bench.py --sizes {args.sizes} --reps {args.reps}"
         Path(args.out).write_text(
             f"# Benchmark results\n\nMachine: {machine()}.\n\nCommand: `{command.strip()}` "
             f"({args.reps} repetitions, medians; each pair alternated; warm page cache).\n\n{report}\n"
