@@ -105,7 +105,3 @@ def begin_read_only(conn: Connection) -> None:
     """Make the transaction just begun on `conn` read-only on PostgreSQL."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-
-
-def sqlite_integrity_check(conn: Connection) -> str:
-    return conn.exec_driver_sql("PRAGMA integrity_check").scalar()

@@ -61,6 +61,13 @@ def check_sandbox(project: Project) -> None:
         )
 
 
+def _no_final(project: Project) -> str:
+    if project.final_dir is None:
+        return f"no final folder given for project {project.name!r}: it has no winners"
+    return (f"final folder {project.final_dir} not found: project {project.name!r} gets no new winners "
+            "(final images recorded earlier are kept)")
+
+
 def _project_row(conn: Connection, name: str):
     return conn.execute(
         select(projects.c.id, projects.c.derived_version).where(projects.c.name == name)
@@ -78,7 +85,6 @@ def index_project(
     warn = summary.warnings.append
     started = utcnow()
     clock = time.perf_counter()
-    scanned = 0
 
     def count(role_base: int) -> Callable[[int], None]:
         return (lambda n: progress(role_base + n)) if progress else None
@@ -111,7 +117,7 @@ def index_project(
         else:
             # A missing final folder is never taken as "nothing was picked":
             # rows from an earlier sync stay until the folder is back.
-            warn(f"final folder {project.final_dir} not found: project {project.name!r} has no winners from it")
+            warn(_no_final(project))
 
         counts = None
         if not changes.any and derived_version == DERIVED_VERSION:
@@ -181,7 +187,7 @@ def pretend_project(engine: Optional[Engine], project: Project) -> ProjectSummar
         if project.final_exists:
             changes += sync_folder(conn, project_id, "final", project.final_dir, pretend=True, warn=warn)[0]
         else:
-            warn(f"final folder {project.final_dir} not found: project {project.name!r} would have no winners")
+            warn(_no_final(project))
         return changes
 
     if engine is None:

@@ -38,13 +38,6 @@ def is_image(filename: str) -> bool:
     return dot > 0 and filename[dot:].lower() in IMAGE_EXTENSIONS
 
 
-def split_ext(filename: str) -> tuple[str, str]:
-    dot = filename.rfind(".")
-    if dot <= 0:
-        return filename, ""
-    return filename[:dot], filename[dot:]
-
-
 def parse_name(filename: str) -> ParsedName:
     """Return (timestamp, stage, label); fields the name does not carry are None.
 

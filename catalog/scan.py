@@ -17,7 +17,7 @@ from operator import attrgetter
 from typing import Callable, Iterator, NamedTuple, Optional
 
 from .errors import CatalogError
-from .names import IMAGE_EXTENSIONS
+from .names import is_image
 
 
 class FileEntry(NamedTuple):
@@ -54,15 +54,13 @@ def scan_images(
         found, subdirs = [], []
         try:
             with os.scandir(abs_dir) as it:
-                # Hot loop (every companion passes through it): decide on the
-                # name first, and ask about folders only for non-images.
+                # Hot loop: every companion passes through it. is_dir() is
+                # answered from the directory listing, without a stat.
                 for entry in it:
-                    name = entry.name
-                    dot = name.rfind(".")
                     try:
                         if entry.is_dir(follow_symlinks=False):
                             subdirs.append(entry)
-                        elif dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS:
+                        elif is_image(entry.name):
                             found.append(entry)
                     except OSError:
                         continue
