@@ -163,27 +163,14 @@ def index(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")] = False,
 ) -> None:
     """Record every sandbox and final image of the projects under PATH..."""
-    from catalog.errors import UsageError
-    from catalog.projects import explicit_project, find_all
-
-    if project or sandbox or final:
-        if paths:
-            raise UsageError("give either PATH... or --project/--sandbox/--final, not both")
-        if not (project and sandbox):
-            raise UsageError("--project and --sandbox go together (and --final, if there is one)")
-        found = [explicit_project(project, sandbox, final)]
-    elif not paths:
-        raise UsageError("nothing to index: give PATH... or --project NAME --sandbox DIR --final DIR")
-    else:
-        found = find_all(paths)
-
-    from catalog.database import open_catalog, sqlite_path
+    from catalog.database import open_catalog, open_existing
     from catalog.index import index_project, pretend_project
+    from catalog.projects import requested
 
+    found = requested(paths, project, sandbox, final)
     summaries = []
     if dry_run:
-        path = sqlite_path(state.db)
-        engine = None if (path is not None and not os.path.exists(path)) else open_catalog(state.db, write=False)
+        engine = open_existing(state.db)
         for p in found:
             summaries.append(pretend_project(engine, p))
             _report(summaries[-1], quiet, as_json)

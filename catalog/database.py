@@ -134,6 +134,15 @@ def open_catalog(target: str, *, write: bool) -> Engine:
     return _open(target, write)[0]
 
 
+def open_existing(target: str) -> Optional[Engine]:
+    """A read-only engine, or None when the SQLite file does not exist yet
+    (for --dry-run, which must not create it)."""
+    path = sqlite_path(target)
+    if path is not None and not os.path.exists(path):
+        return None
+    return open_catalog(target, write=False)
+
+
 def migrate(target: str) -> tuple[Optional[str], str]:
     """`catalog db upgrade`: create or upgrade; returns (revision before, after)."""
     engine, before = _open(target, True)

@@ -108,3 +108,17 @@ def find_all(paths: Iterable[str]) -> list[Project]:
                 )
             projects[project.name] = project
     return list(projects.values())
+
+
+def requested(paths: Optional[list[str]], name: Optional[str], sandbox: Optional[str],
+              final: Optional[str]) -> list[Project]:
+    """The projects `catalog index` was asked for: PATH... or one explicit project."""
+    if name or sandbox or final:
+        if paths:
+            raise UsageError("give either PATH... or --project/--sandbox/--final, not both")
+        if not (name and sandbox):
+            raise UsageError("--project and --sandbox go together (and --final, if there is one)")
+        return [explicit_project(name, sandbox, final)]
+    if not paths:
+        raise UsageError("nothing to index: give PATH... or --project NAME --sandbox DIR --final DIR")
+    return find_all(paths)
