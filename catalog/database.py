@@ -140,7 +140,7 @@ def open_existing(target: str) -> Optional[Engine]:
     path = sqlite_path(target)
     if path is not None and not os.path.exists(path):
         return None
-    return open_catalog(target, write=False)
+    return _open(target, False, may_upgrade=False)[0]
 
 
 def migrate(target: str) -> tuple[Optional[str], str]:
@@ -150,7 +150,7 @@ def migrate(target: str) -> tuple[Optional[str], str]:
     return before, HEAD_REVISION
 
 
-def _open(target: str, write: bool) -> tuple[Engine, Optional[str]]:
+def _open(target: str, write: bool, may_upgrade: bool = True) -> tuple[Engine, Optional[str]]:
     path = sqlite_path(target)
     if path is not None:
         _check_sqlite_file(path, must_exist=not write)
@@ -162,6 +162,8 @@ def _open(target: str, write: bool) -> tuple[Engine, Optional[str]]:
                 _check_known(revision, target)
             elif not write:
                 raise UsageError(f"no catalogue in {target} yet; run `catalog index PATH` first")
+            if not may_upgrade:
+                raise UsageError(f"catalogue {target} has an older schema; run `catalog db upgrade` first")
             # A reader upgrades through a short-lived writable engine, then reads read-only.
             writer = engine if write else open_engine(target)
             try:

@@ -146,3 +146,15 @@ def test_env_var_selects_the_database(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["db", "upgrade"], env={"CATALOG_DB": str(db)})
     assert result.exit_code == 0, result.output
     assert db.exists()
+
+
+def test_dry_run_does_not_upgrade_a_behind_database(run, tmp_path):
+    db = run.db
+    env = {**os.environ, "CATALOG_DB": str(db)}
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "0001_tables"], cwd=REPO, env=env, check=True,
+                   capture_output=True)
+    ws = tmp_path / "ws"
+    (ws / "sandbox" / "p").mkdir(parents=True)
+    result = run("index", ws, "--dry-run")
+    assert result.exit_code == 2 and "db upgrade" in result.stderr
+    assert query(db, "SELECT version_num FROM alembic_version") == [("0001_tables",)]
