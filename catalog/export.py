@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, TextIO
 
-from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 from .errors import UsageError
 from .names import format_stage
+from .views import execute_for_projects
 
 TRAINER_COLUMNS = ["session_id", "set_id", "chosen_path", "neg_paths", "timestamp"]
 EXPORT_COLUMNS = TRAINER_COLUMNS + ["project", "chosen_stage", "max_stage", "is_anomaly"]
@@ -67,9 +67,7 @@ def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
     where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
     # Untyped on purpose: typed columns would convert every loser row's
     # timestamp; iso_utc reads the raw value once per decision instead.
-    stmt = text(DECISIONS_SQL.format(where=where))
-    if projects:
-        stmt = stmt.bindparams(bindparam("names", expanding=True))
+    rows = execute_for_projects(conn, DECISIONS_SQL.format(where=where), params)
 
     start = os.path.abspath(relative_to) if relative_to is not None else None
     bases: dict[str, str] = {}
@@ -84,8 +82,8 @@ def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
     current: Optional[Decision] = None
     current_group = None
     for project, set_id, sandbox_dir, chosen, chosen_stage, max_stage, is_anomaly, timestamp, group_id, \
-            loser, loser_stage in conn.execute(stmt, params):
-        base = bases.get(sandbox_dir) or base_of(sandbox_dir)
+            loser, loser_stage in rows:
+        base = bases[sandbox_dir] if sandbox_dir in bases else base_of(sandbox_dir)
         if group_id != current_group:
             if current is not None:
                 yield current

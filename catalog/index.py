@@ -47,6 +47,10 @@ class ProjectSummary:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def take(self, changes: Changes) -> None:
+        self.added, self.changed = changes.added, changes.changed
+        self.removed, self.unchanged = changes.removed, changes.unchanged
+
 
 def utcnow() -> datetime:
     # Stored naive: DateTime columns are UTC by convention on every backend.
@@ -136,8 +140,7 @@ def index_project(
             .values(indexed_at=finished, derived_version=DERIVED_VERSION)
         )
 
-    for key in ("added", "changed", "removed", "unchanged"):
-        setattr(summary, key, getattr(changes, key))
+    summary.take(changes)
     summary.groups, summary.winners, summary.anomalies, summary.orphans = counts
     summary.seconds = round(time.perf_counter() - clock, 3)
     return summary
@@ -195,7 +198,6 @@ def pretend_project(engine: Optional[Engine], project: Project) -> ProjectSummar
     else:
         with engine.connect() as conn:
             changes = run(conn)
-    for key in ("added", "changed", "removed", "unchanged"):
-        setattr(summary, key, getattr(changes, key))
+    summary.take(changes)
     summary.seconds = round(time.perf_counter() - clock, 3)
     return summary

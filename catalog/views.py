@@ -55,7 +55,9 @@ def _project_filter(names: Optional[Sequence[str]], column: str) -> tuple[str, d
     return f"WHERE {column} IN :names", {"names": list(names)}
 
 
-def _execute(conn: Connection, sql: str, params: dict):
+def execute_for_projects(conn: Connection, sql: str, params: dict):
+    """Run `sql`; a `names` parameter (from `project IN :names`) is expanded
+    to the list of project names."""
     stmt = text(sql)
     if "names" in params:
         stmt = stmt.bindparams(bindparam("names", expanding=True))
@@ -81,7 +83,7 @@ def stats(conn: Connection, names: Optional[Sequence[str]] = None) -> list[dict]
     out = []
     total = dict.fromkeys(counted, 0)
     last = None
-    for r in _execute(conn, _STATS.format(where=where), params):
+    for r in execute_for_projects(conn, _STATS.format(where=where), params):
         row = dict(zip(selected, r))
         row["anomaly_rate"] = _rate(row)
         for c in counted:
@@ -124,12 +126,12 @@ def check(conn: Connection, names: Optional[Sequence[str]] = None) -> tuple[list
         w, a, ap = "WHERE project IN :names", "AND project IN :names", "AND p.name IN :names"
     problems = [
         dict(zip(CHECK_COLUMNS, r))
-        for r in _execute(conn, _CHECKS.format(w=w, a=a, ap=ap), params)
+        for r in execute_for_projects(conn, _CHECKS.format(w=w, a=a, ap=ap), params)
     ]
     where, params = _project_filter(names, "project")
     cropped = {
         project: n
-        for project, n in _execute(
+        for project, n in execute_for_projects(
             conn, f"SELECT project, SUM(cropped) FROM winners {where} GROUP BY project ORDER BY project", params
         )
     }
