@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence,
 
 from sqlalchemy.engine import Connection
 
+from . import faults
 from .errors import UsageError
 from .names import format_stage
 from .views import execute_for_projects
@@ -190,6 +191,7 @@ def atomic_write(out: Path, write: Callable[[TextIO], None]) -> None:
             os.chmod(tmp, out.stat().st_mode & 0o777)
         else:
             os.chmod(tmp, 0o666 & ~_umask())
+        faults.reach("export_written")
         os.replace(tmp, out)
     except BaseException:
         try:

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from . import dialects
+from . import dialects, faults
 from .errors import CatalogError
 from .grouping import form_groups, store_groups
 from .images import Changes, ImageRow, sync_folder
@@ -110,6 +110,7 @@ def index_project(
                 projects.update().where(projects.c.id == project_id)
                 .values(sandbox_dir=project.sandbox_dir, final_dir=project.final_dir)
             )
+        faults.reach("sync_started")
         changes, sandbox_rows = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, warn=warn,
                                            progress=count(0))
         scanned = changes.added + changes.changed + changes.unchanged
@@ -123,6 +124,7 @@ def index_project(
             # rows from an earlier sync stay until the folder is back.
             warn(_no_final(project))
 
+        faults.reach("images_written")
         counts = None
         if not changes.any and derived_version == DERIVED_VERSION:
             counts = _last_counts(conn, project_id)
@@ -139,6 +141,8 @@ def index_project(
             projects.update().where(projects.c.id == project_id)
             .values(indexed_at=finished, derived_version=DERIVED_VERSION)
         )
+        faults.reach("before_commit")
+    faults.reach("committed")
 
     summary.take(changes)
     summary.groups, summary.winners, summary.anomalies, summary.orphans = counts
@@ -172,7 +176,9 @@ def derive(conn: Connection, project_id: int, sandbox_rows: list[tuple],
     found = match_finals(sandbox, finals)
     winners, counts = group_winners(groups, found)
     store_groups(conn, project_id, groups, winners)
+    faults.reach("groups_written")
     store_matches(conn, project_id, found)
+    faults.reach("matches_written")
     return counts
 
 
