@@ -53,6 +53,8 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for peo
 ProjectsOpt = Annotated[Optional[List[str]], typer.Option("--project", "-p", help="Only this project (repeatable).")]
 RelativeOpt = Annotated[Optional[str], typer.Option("--relative-to", help="Write paths relative to DIR.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")]
+IncludeMissingOpt = Annotated[bool, typer.Option(
+    "--include-missing", help="Keep projects whose sandbox folder is gone (left out by default).")]
 
 
 def fail(message: str, code: int) -> None:
@@ -154,7 +156,8 @@ def print_rows(columns: list[str], rows, fmt: Format, title: Optional[str] = Non
 @app.command()
 @handled
 def index(
-    paths: Annotated[Optional[List[str]], typer.Argument(help="Workspace or project folders to index.")] = None,
+    paths: Annotated[Optional[List[str]], typer.Argument(
+        help="Workspace or project folders to index; none: re-sync every catalogued project.")] = None,
     project: Annotated[Optional[str], typer.Option("--project", help="Explicit project name.")] = None,
     sandbox: Annotated[Optional[str], typer.Option("--sandbox", help="Explicit sandbox folder.")] = None,
     final: Annotated[Optional[str], typer.Option("--final", help="Explicit final folder.")] = None,
@@ -164,23 +167,49 @@ def index(
 ) -> None:
     """Record every sandbox and final image of the projects under PATH..."""
     from catalog.database import open_catalog, open_existing
-    from catalog.index import index_project, pretend_project
-    from catalog.projects import requested
+    from catalog.errors import UsageError
+    from catalog.index import sync_or_fail, vanished
+    from catalog.projects import requested, stored_projects
 
     found = requested(paths, project, sandbox, final)
+    if not found:
+        # No PATH: every catalogued project, from the folders it was indexed from.
+        reader = open_catalog(state.db, write=False)
+        with reader.connect() as conn:
+            found = stored_projects(conn)
+        reader.dispose()
+        if not found:
+            raise UsageError("the catalogue holds no project yet; give PATH... to index")
+    engine = open_existing(state.db) if dry_run else open_catalog(state.db, write=True)
     summaries = []
-    if dry_run:
-        engine = open_existing(state.db)
-        for p in found:
-            summaries.append(pretend_project(engine, p))
-            _report(summaries[-1], quiet, as_json)
-    else:
-        engine = open_catalog(state.db, write=True)
-        for p in found:
-            summaries.append(_with_progress(lambda cb: index_project(engine, p, progress=cb), p.name))
-            _report(summaries[-1], quiet, as_json)
+    missing = []
+    for i, p in enumerate(found, start=1):
+        if p.layout == "stored" and not os.path.isdir(p.sandbox_dir):
+            missing.append(p)
+            typer.echo(f"catalog: warning: {p.name}: sandbox folder {p.sandbox_dir} is missing; skipped "
+                       f"(left out of exports; `catalog forget {p.name}` removes it)", err=True)
+            continue
+        label = f"{p.name} ({i}/{len(found)})" if len(found) > 1 else p.name
+        summary = _with_progress(lambda cb: sync_or_fail(engine, p, dry_run=dry_run, progress=cb,
+                                                         target=state.db), label)
+        summaries.append(summary)
+        _report(summary, quiet, as_json)
+    for p in vanished(engine, [p.name for p in found]):
+        typer.echo(f"catalog: warning: {p.name}: sandbox folder {p.sandbox_dir} is gone (renamed or unmounted?); "
+                   f"it is left out of exports; `catalog forget {p.name}` removes it", err=True)
+    failed = sum(1 for s in summaries if s.error)
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in summaries], indent=1))
+    elif not quiet and (len(found) > 1 or failed):
+        done = len(summaries) - failed
+        line = f"{done} project{'s' if done != 1 else ''} {'checked' if dry_run else 'indexed'}"
+        if failed:
+            line += f", {failed} failed"
+        if missing:
+            line += f", {len(missing)} missing"
+        typer.echo(line)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _with_progress(work, name: str):
@@ -196,19 +225,45 @@ def _with_progress(work, name: str):
 
 
 def _report(s, quiet: bool, as_json: bool) -> None:
+    if s.error:
+        typer.echo(f"catalog: error: {s.project}: {s.error}", err=True)
+        return
     for w in s.warnings[:20]:
         typer.echo(f"catalog: warning: {w}", err=True)
     if len(s.warnings) > 20:
         typer.echo(f"catalog: warning: ... and {len(s.warnings) - 20} more", err=True)
     if quiet or as_json:
         return
+    if s.moved_from:
+        line = f"{s.project}: {'would move' if s.dry_run else 'moved'} from {s.moved_from} to {s.moved_to}"
+        if s.moved_from_exists:
+            line += (f" ({s.moved_from} still exists: to keep both in the catalogue, index one of them "
+                     "with --project OTHER_NAME --sandbox DIR --final DIR)")
+        typer.echo(line)
     if s.dry_run:
         typer.echo(f"{s.project}: would add {s.added}, change {s.changed}, remove {s.removed}, "
-                   f"keep {s.unchanged} (dry run, nothing written)")
+                   f"keep {s.unchanged}; groups {s.groups_added} new, {s.groups_removed} gone "
+                   "(dry run, nothing written)")
     else:
         typer.echo(f"{s.project}: {s.added} added, {s.changed} changed, {s.removed} removed, "
-                   f"{s.unchanged} unchanged; {s.groups} groups, {s.winners} winners, "
+                   f"{s.unchanged} unchanged; {s.groups} groups, {s.decisions} decisions, "
                    f"{s.anomalies} anomalies, {s.orphans} orphans; {s.seconds:.2f}s")
+
+
+@app.command()
+@handled
+def forget(
+    names: Annotated[List[str], typer.Argument(help="Projects to remove from the catalogue.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; write nothing.")] = False,
+) -> None:
+    """Remove projects and everything derived from them (their folders are not touched)."""
+    from catalog.database import open_catalog
+    from catalog.index import forget as forget_projects
+
+    engine = open_catalog(state.db, write=not dry_run)
+    for f in forget_projects(engine, names, dry_run=dry_run):
+        verb = "would forget" if dry_run else "forgot"
+        typer.echo(f"{verb} {f.project}: {f.images} images, {f.groups} groups")
 
 
 # ---------------------------------------------------------------- db
@@ -290,6 +345,7 @@ def export(
     relative_to: RelativeOpt = None,
     merge: Annotated[bool, typer.Option("--merge", help="Append only new rows to an existing log.")] = False,
     force: ForceOpt = False,
+    include_missing: IncludeMissingOpt = False,
 ) -> None:
     """Write one training row per decision (the trainer's selection_only_log.csv)."""
     from catalog.database import open_catalog
@@ -301,7 +357,9 @@ def export(
     path = check_out(out, force=force, merge=merge)
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
-        found = decisions(conn, projects=project, anomalies_only=anomalies_only, relative_to=relative_to)
+        project, gone = _export_selection(conn, project, include_missing)
+        found = decisions(conn, projects=project, anomalies_only=anomalies_only, relative_to=relative_to,
+                          leave_out=gone)
         rows = (training_row(d, as_json=fmt == ExportFormat.jsonl) for d in found)
         result = write_rows(path, EXPORT_COLUMNS, rows, fmt=fmt.value, merge=merge)
     _export_summary(result, merge)
@@ -314,6 +372,7 @@ def export_anomalies(
     project: ProjectsOpt = None,
     relative_to: RelativeOpt = None,
     force: ForceOpt = False,
+    include_missing: IncludeMissingOpt = False,
 ) -> None:
     """Write the trainer's anomaly_cases.csv: decisions where a lower stage won."""
     from catalog.database import open_catalog
@@ -322,9 +381,32 @@ def export_anomalies(
     path = check_out(out, force=force, merge=False)
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
-        found = decisions(conn, projects=project, anomalies_only=True, relative_to=relative_to)
+        project, gone = _export_selection(conn, project, include_missing)
+        found = decisions(conn, projects=project, anomalies_only=True, relative_to=relative_to, leave_out=gone)
         result = write_rows(path, ANOMALY_COLUMNS, (anomaly_row(d) for d in found))
     _export_summary(result, False)
+
+
+def _known(conn, asked: Optional[List[str]]) -> Optional[List[str]]:
+    """--project names checked against the catalogue: a typo is an error, never an empty answer."""
+    from catalog.projects import resolve_names, stored_projects
+
+    return resolve_names([p.name for p in stored_projects(conn)], asked) if asked else asked
+
+
+def _export_selection(conn, asked: Optional[List[str]], include_missing: bool):
+    """The projects an export asked for (typos refused), and those left out
+    because their sandbox folder is gone (each named on stderr)."""
+    from catalog.projects import missing_projects
+
+    asked = _known(conn, asked)
+    if include_missing:
+        return asked, []
+    gone = [p for p in missing_projects(conn) if not asked or p.name in asked]
+    for p in gone:
+        typer.echo(f"catalog: warning: left out {p.name}: its sandbox folder {p.sandbox_dir} is gone "
+                   "(--include-missing keeps it; `catalog forget` removes it)", err=True)
+    return asked, [p.name for p in gone]
 
 
 def _export_summary(result, merge: bool) -> None:
@@ -347,7 +429,7 @@ def stats(project: ProjectsOpt = None, fmt: FormatOpt = Format.table) -> None:
 
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
-        rows = project_stats(conn, project)
+        rows = project_stats(conn, _known(conn, project))
     print_rows(STATS_COLUMNS, ([r[c] for c in STATS_COLUMNS] for r in rows), fmt)
 
 
@@ -364,7 +446,7 @@ def check(
 
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
-        problems, cropped = find_problems(conn, project)
+        problems, cropped = find_problems(conn, _known(conn, project))
     print_rows(CHECK_COLUMNS, ([p[c] for c in CHECK_COLUMNS] for p in problems), fmt)
     if fmt == Format.table:
         for name, n in cropped.items():

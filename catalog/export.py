@@ -58,11 +58,17 @@ ORDER BY d.project, d.set_id, i.stage, i.filename
 
 
 def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
-              anomalies_only: bool = False, relative_to: Optional[str] = None) -> Iterator[Decision]:
+              anomalies_only: bool = False, relative_to: Optional[str] = None,
+              leave_out: Sequence[str] = ()) -> Iterator[Decision]:
+    """Every decision, with its losers; `projects` keeps only those,
+    `leave_out` drops these (projects whose folders are gone)."""
     conditions, params = [], {}
     if projects:
         conditions.append("d.project IN :names")
         params["names"] = list(projects)
+    for k, name in enumerate(leave_out):
+        conditions.append(f"d.project <> :gone{k}")
+        params[f"gone{k}"] = name
     if anomalies_only:
         conditions.append("d.is_anomaly = 1")
     where = ("WHERE " + " AND ".join(conditions)) if conditions else ""

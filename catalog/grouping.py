@@ -1,9 +1,11 @@
 """Group: reproduce the image selector's rising-stage runs.
 
 Owns the nearest-up rule (`selector_runs`), how a project's sandbox images
-are cut into per-folder sequences (`form_groups`), and storing the result in
-`image_groups` / `group_members` so that unchanged groups keep their id and
-set id across syncs.
+are cut into per-folder sequences (`form_groups`), and the `image_groups` /
+`group_members` rows: what is stored (`read_groups`), the difference from what
+should be (`plan_groups`, pure), and writing it (`delete_groups`,
+`write_groups`), so that unchanged groups keep their id and set id across
+syncs and nothing stale survives one.
 
 The rule, as the selector applied it: within one folder, images sorted by
 (timestamp, stage, filename); a run starts at the current image; from the
@@ -16,7 +18,8 @@ image; a shorter run is dropped and the next starts at the following image.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional, Sequence
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
@@ -74,66 +77,126 @@ def form_groups(sandbox: Sequence[ImageRow]) -> list[list[ImageRow]]:
     return groups
 
 
-def store_groups(conn: Connection, project_id: int, groups: list[list[ImageRow]],
-                 winners: list[tuple]) -> None:
-    """Write `groups` with their winner columns (`winners[i]` is
-    (winner_count, chosen_image_id, chosen_stage) of `groups[i]`), touching
-    only what changed.
+class StoredGroup(NamedTuple):
+    id: int
+    set_id: str
+    members: tuple[int, ...]  # image ids in position order (empty for a group whose images are gone)
+    shape: tuple  # (dir, size, stages, max_stage, first_timestamp, last_timestamp)
+    winner: tuple  # (winner_count, chosen_image_id, chosen_stage)
 
-    A group is the same group when it has the same members; it then keeps its
-    id and set id, so exports stay stable across re-indexing.
-    """
-    members: dict[int, list[int]] = defaultdict(list)
-    stored: dict[int, tuple] = {}
+
+def read_groups(conn: Optional[Connection], project_id: Optional[int]) -> list[StoredGroup]:
+    """Every stored group of a project with its members, read before the
+    sync writes anything: deleting images cascades their memberships, so a
+    group read afterwards would look smaller than it was stored."""
+    if conn is None or project_id is None:
+        return []
     rows = conn.execute(
-        select(group_members.c.group_id, group_members.c.image_id, image_groups.c.set_id,
-               image_groups.c.winner_count, image_groups.c.chosen_image_id, image_groups.c.chosen_stage)
-        .join(image_groups, image_groups.c.id == group_members.c.group_id)
+        select(image_groups.c.id, image_groups.c.set_id, image_groups.c.dir, image_groups.c.size,
+               image_groups.c.stages, image_groups.c.max_stage, image_groups.c.first_timestamp,
+               image_groups.c.last_timestamp, image_groups.c.winner_count, image_groups.c.chosen_image_id,
+               image_groups.c.chosen_stage, group_members.c.image_id)
+        .select_from(image_groups.outerjoin(group_members, group_members.c.group_id == image_groups.c.id))
         .where(image_groups.c.project_id == project_id)
-        .order_by(group_members.c.group_id, group_members.c.position)
+        .order_by(image_groups.c.id, group_members.c.position)
     )
-    for group_id, image_id, *rest in rows:
-        members[group_id].append(image_id)
-        stored[group_id] = tuple(rest)
-    existing = {tuple(ids): group_id for group_id, ids in members.items()}
+    found: dict[int, StoredGroup] = {}
+    for gid, set_id, *shape_and_winner, image_id in rows:
+        group = found.get(gid)
+        if group is None:
+            group = found[gid] = StoredGroup(gid, set_id, (), tuple(shape_and_winner[:6]),
+                                             tuple(shape_and_winner[6:]))
+        if image_id is not None:
+            found[gid] = group._replace(members=group.members + (image_id,))
+    return list(found.values())
 
+
+def shape_of(group: Sequence[ImageRow]) -> tuple:
+    """The columns of `image_groups` that follow from its members alone."""
+    first, last = group[0], group[-1]
+    return (first.dir, len(group), ",".join(format_stage(i.stage) for i in group),
+            last.stage,  # runs rise: the last stage is the highest
+            first.timestamp, last.timestamp)
+
+
+@dataclass
+class GroupPlan:
+    """The difference between the groups a project holds and those it should."""
+
+    deletes: list[int] = field(default_factory=list)  # stored group ids
+    inserts: list[tuple] = field(default_factory=list)  # (set_id, members, shape, winner)
+    updates: list[tuple] = field(default_factory=list)  # (*winner, group_id)
+    kept: int = 0
+
+    @property
+    def any(self) -> bool:
+        return bool(self.deletes or self.inserts or self.updates)
+
+
+def plan_groups(stored: Sequence[StoredGroup], groups: Sequence[Sequence[ImageRow]],
+                winners: Sequence[tuple]) -> GroupPlan:
+    """Compare the stored groups with `groups` (and their `winners`, as
+    `group_winners` gives them).
+
+    A group is the same group when it has the same members and the same
+    stored shape; it then keeps its id and set id, so exports stay stable
+    across re-indexing, and only its winner columns are updated. Every other
+    stored group is deleted (including one that lost images since it was
+    written, or has none left), and every new group gets a set id that no
+    kept group uses, in the order a fresh index would assign them.
+    """
+    plan = GroupPlan()
+    by_identity: dict[tuple, StoredGroup] = {}
+    for group in stored:
+        identity = (group.members, group.shape)
+        if identity in by_identity or len(group.members) != group.shape[1]:
+            plan.deletes.append(group.id)
+        else:
+            by_identity[identity] = group
     used: set[str] = set()
-    new_groups, updates = [], []
-    for group, won in zip(groups, winners):
-        group_id = existing.pop(tuple(i.id for i in group), None)
-        if group_id is None:
-            new_groups.append((group, won))
+    new = []
+    for members, won in zip(groups, winners):
+        ids = tuple(i.id for i in members)
+        shape = shape_of(members)
+        old = by_identity.pop((ids, shape), None)
+        if old is None:
+            new.append((members, ids, shape, won))
             continue
-        set_id, *was = stored[group_id]
-        used.add(set_id)
-        if tuple(was) != won:
-            updates.append((*won, group_id))
+        plan.kept += 1
+        used.add(old.set_id)
+        if old.winner != tuple(won):
+            plan.updates.append((*won, old.id))
+    plan.deletes.extend(g.id for g in by_identity.values())
+    # Set ids freed by deleted groups are free again; kept ones are taken.
+    for members, ids, shape, won in new:
+        set_id = _free_set_id("group_" + timestamp_key(members[0].timestamp), used)
+        plan.inserts.append((set_id, ids, shape, won))
+    return plan
 
-    if existing:
-        stale = [(gid,) for gid in existing.values()]
-        executemany(conn, group_members.delete().where(group_members.c.group_id == bindparam("group_id")),
-                    stale, ("group_id",))
-        executemany(conn, image_groups.delete().where(image_groups.c.id == bindparam("group_id")),
-                    stale, ("group_id",))
-    executemany(conn, _update_winners, updates, _WINNER_COLUMNS + ("group_id",))
 
-    if new_groups:
-        # Ids are given, not returned: RETURNING on a many-row insert falls back
-        # to one statement per row on some backends. Syncs are serialized by
-        # dialects.begin_sync, so max(id) cannot race.
-        next_id = (conn.execute(select(func.max(image_groups.c.id))).scalar() or 0) + 1
-        group_rows, member_rows = [], []
-        for group_id, (group, won) in enumerate(new_groups, start=next_id):
-            first, last = group[0], group[-1]
-            group_rows.append((
-                group_id, project_id, _free_set_id("group_" + timestamp_key(first.timestamp), used),
-                first.dir, len(group), ",".join(format_stage(i.stage) for i in group),
-                last.stage,  # runs rise: the last stage is the highest
-                first.timestamp, last.timestamp, *won,
-            ))
-            member_rows.extend((image.id, group_id, position) for position, image in enumerate(group))
-        executemany(conn, image_groups.insert(), group_rows, _GROUP_COLUMNS)
-        executemany(conn, group_members.insert(), member_rows, ("image_id", "group_id", "position"))
+def write_groups(conn: Connection, project_id: int, plan: GroupPlan) -> None:
+    """Write a group plan; stale groups were deleted first by `delete_groups`."""
+    executemany(conn, _update_winners, plan.updates, _WINNER_COLUMNS + ("group_id",))
+    if not plan.inserts:
+        return
+    # Ids are given, not returned: RETURNING on a many-row insert falls back
+    # to one statement per row on some backends. Syncs are serialized by
+    # dialects.begin_sync, so max(id) cannot race.
+    next_id = (conn.execute(select(func.max(image_groups.c.id))).scalar() or 0) + 1
+    group_rows, member_rows = [], []
+    for group_id, (set_id, ids, shape, won) in enumerate(plan.inserts, start=next_id):
+        group_rows.append((group_id, project_id, set_id, *shape, *won))
+        member_rows.extend((image_id, group_id, position) for position, image_id in enumerate(ids))
+    executemany(conn, image_groups.insert(), group_rows, _GROUP_COLUMNS)
+    executemany(conn, group_members.insert(), member_rows, ("image_id", "group_id", "position"))
+
+
+def delete_groups(conn: Connection, plan: GroupPlan) -> None:
+    stale = [(gid,) for gid in plan.deletes]
+    executemany(conn, group_members.delete().where(group_members.c.group_id == bindparam("group_id")),
+                stale, ("group_id",))
+    executemany(conn, image_groups.delete().where(image_groups.c.id == bindparam("group_id")),
+                stale, ("group_id",))
 
 
 _WINNER_COLUMNS = ("winner_count", "chosen_image_id", "chosen_stage")

@@ -1,9 +1,10 @@
-"""The images table: bring one project folder's rows in line with the disk.
+"""The images table: plan one project folder's rows from the disk, and write them.
 
 Owns the incremental rule: a file whose size and mtime are unchanged is not
 re-read; a new or changed one is parsed and its header read; a vanished one
-leaves the table. Writes go out in batched executemany calls on the caller's
-connection, inside the caller's transaction (one per project sync).
+leaves the table. `plan_folder` only compares (no database); `write_folder`
+sends the plan in batched executemany calls on the caller's connection,
+inside the caller's transaction (one per project sync).
 """
 
 from __future__ import annotations
@@ -77,82 +78,105 @@ _update = (
 _delete = images.delete().where(images.c.id == bindparam("image_id"))
 
 
-def sync_folder(
-    conn: Optional[Connection],
-    project_id: Optional[int],
-    role: str,
-    root: str,
-    *,
-    pretend: bool = False,
-    warn: Callable[[str], None] = lambda msg: None,
-    progress: Optional[Callable[[int], None]] = None,
-) -> tuple[Changes, list[tuple]]:
-    """Sync the `role` rows of a project with the folder `root`.
+class StoredImage(NamedTuple):
+    """An images row as the plan needs it: identity, the incremental key, and
+    what grouping and matching read."""
 
-    Returns the counts and every row the folder now holds, as (id, dir,
-    filename, timestamp, stage, width, height): grouping and matching run on
-    them without reading the table back. With `pretend`, count what would
-    change and write nothing (conn may be None for a project not in the
-    catalogue yet).
+    id: int
+    size_bytes: int
+    mtime_ns: int
+    dir: str
+    filename: str
+    timestamp: Optional[datetime]
+    stage: Optional[float]
+    width: Optional[int]
+    height: Optional[int]
+
+    def as_image(self) -> ImageRow:
+        return ImageRow(self.id, self.dir, self.filename, self.timestamp, self.stage, self.width, self.height)
+
+
+def read_folder(conn: Optional[Connection], project_id: Optional[int], role: str) -> dict[str, StoredImage]:
+    """rel_path -> stored row, for the `role` images of a project."""
+    if conn is None or project_id is None:
+        return {}
+    rows = conn.execute(
+        select(images.c.rel_path, images.c.id, images.c.size_bytes, images.c.mtime_ns,
+               images.c.dir, images.c.filename, images.c.timestamp, images.c.stage,
+               images.c.width, images.c.height)
+        .where(images.c.project_id == project_id, images.c.role == role)
+    )
+    return {r[0]: StoredImage._make(r[1:]) for r in rows}
+
+
+@dataclass
+class FolderPlan:
+    """What one folder's rows become: the writes, and every row it then holds."""
+
+    role: str
+    changes: Changes
+    inserts: list[tuple]  # in INSERT_COLUMNS order, project_id left as None
+    updates: list[tuple]  # in UPDATE_COLUMNS order
+    deletes: list[int]  # image ids
+    rows: dict[str, ImageRow]  # rel_path -> the row as it will be stored
+
+
+def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: int, *,
+                warn: Callable[[str], None] = lambda msg: None,
+                progress: Optional[Callable[[int], None]] = None) -> FolderPlan:
+    """Compare the folder `root` with its `stored` rows; nothing is written.
+
+    New images get ids from `next_id` on, so the groups and matches planned
+    on them can name them before they exist.
     """
-    # rel_path -> (id, size_bytes, mtime_ns, dir, filename, timestamp, stage, width, height)
-    known: dict[str, tuple] = {}
-    if conn is not None and project_id is not None:
-        rows = conn.execute(
-            select(images.c.rel_path, images.c.id, images.c.size_bytes, images.c.mtime_ns,
-                   images.c.dir, images.c.filename, images.c.timestamp, images.c.stage,
-                   images.c.width, images.c.height)
-            .where(images.c.project_id == project_id, images.c.role == role)
-        )
-        known = {r[0]: tuple(r[1:]) for r in rows}
-
+    known = dict(stored)
     changes = Changes()
-    if pretend:
-        for entry in scan_images(root, warn=warn, progress=progress):
-            old = known.pop(entry.rel_path, None)
-            if old is None:
-                changes.added += 1
-            elif old[1] == entry.size_bytes and old[2] == entry.mtime_ns:
-                changes.unchanged += 1
-            else:
-                changes.changed += 1
-        changes.removed = len(known)
-        return changes, []
-
-    # Ids are given, not returned, so that new rows can be grouped straight
-    # from memory; the sync holds the write lock, so max(id) cannot race.
-    next_id = (conn.execute(select(func.max(images.c.id))).scalar() or 0) + 1
-    current: list[tuple] = []
     inserts: list[tuple] = []
     updates: list[tuple] = []
-    insert = images.insert()
+    rows: dict[str, ImageRow] = {}
     for entry in scan_images(root, warn=warn, progress=progress):
         old = known.pop(entry.rel_path, None)
-        if old is not None and old[1] == entry.size_bytes and old[2] == entry.mtime_ns:
+        if old is not None and old.size_bytes == entry.size_bytes and old.mtime_ns == entry.mtime_ns:
             changes.unchanged += 1
-            current.append((old[0], *old[3:]))
+            rows[entry.rel_path] = old.as_image()
             continue
         fields = _fields(entry)
         if old is None:
             changes.added += 1
             image_id = next_id
             next_id += 1
-            inserts.append((image_id, project_id, role, entry.rel_path, entry.dir, entry.filename, *fields))
-            if len(inserts) >= BATCH:
-                executemany(conn, insert, inserts, INSERT_COLUMNS)
-                inserts = []
+            inserts.append((image_id, None, role, entry.rel_path, entry.dir, entry.filename, *fields))
         else:
             changes.changed += 1
-            image_id = old[0]
+            image_id = old.id
             updates.append((*fields, image_id))
-            if len(updates) >= BATCH:
-                executemany(conn, _update, updates, UPDATE_COLUMNS)
-                updates = []
-        current.append((image_id, entry.dir, entry.filename, *fields[:2], *fields[3:5]))
-    executemany(conn, insert, inserts, INSERT_COLUMNS)
-    executemany(conn, _update, updates, UPDATE_COLUMNS)
-
+        rows[entry.rel_path] = ImageRow(image_id, entry.dir, entry.filename, *fields[:2], *fields[3:5])
     changes.removed = len(known)
-    if known:
-        executemany(conn, _delete, [(v[0],) for v in known.values()], ("image_id",))
-    return changes, current
+    return FolderPlan(role, changes, inserts, updates, [old.id for old in known.values()], rows)
+
+
+def unchanged_folder(role: str, stored: dict[str, StoredImage]) -> FolderPlan:
+    """The plan of a folder that is not there to scan (a missing final folder):
+    its rows stay as they are."""
+    rows = {path: old.as_image() for path, old in stored.items()}
+    return FolderPlan(role, Changes(), [], [], [], rows)
+
+
+def write_folder(conn: Connection, project_id: int, plan: FolderPlan) -> None:
+    """Write a folder plan: deletes, then inserts and updates, in batches."""
+    for start in range(0, len(plan.deletes), BATCH):
+        executemany(conn, _delete, [(i,) for i in plan.deletes[start:start + BATCH]], ("image_id",))
+    insert = images.insert()
+    for start in range(0, len(plan.inserts), BATCH):
+        batch = [(row[0], project_id, *row[2:]) for row in plan.inserts[start:start + BATCH]]
+        executemany(conn, insert, batch, INSERT_COLUMNS)
+    for start in range(0, len(plan.updates), BATCH):
+        executemany(conn, _update, plan.updates[start:start + BATCH], UPDATE_COLUMNS)
+
+
+def next_image_id(conn: Optional[Connection]) -> int:
+    # Ids are given, not returned, so that new rows can be grouped straight
+    # from memory; the sync holds the write lock, so max(id) cannot race.
+    if conn is None:
+        return 1
+    return (conn.execute(select(func.max(images.c.id))).scalar() or 0) + 1

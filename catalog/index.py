@@ -1,10 +1,12 @@
-"""`catalog index`: sync projects into the catalogue, one transaction each.
+"""`catalog index` and `catalog forget`: the writes of whole projects.
 
-Owns the order of a project sync: refuse a missing sandbox, sync the sandbox
-and final rows of the images table, recompute groups and winner matches when
-anything changed, record a `scans` row, commit. A reader therefore sees a
-project wholly before or wholly after a sync, and a run killed or interrupted
-midway leaves the project as it was.
+Owns what happens to a project as a unit: its row in `projects` (created,
+re-pointed when its folders moved, forgotten), one transaction per project
+sync (plan and apply, see catalog/sync.py, then a `scans` row), turning a
+failed project into one error line while the others go on, and reporting
+projects whose folders are gone. A reader sees a project wholly before or
+wholly after a sync, and a run killed or interrupted midway leaves the
+project being synced as it was.
 """
 
 from __future__ import annotations
@@ -13,18 +15,18 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import dialects, faults
 from .errors import CatalogError
-from .grouping import form_groups, store_groups
-from .images import Changes, ImageRow, sync_folder
-from .matching import Counts, group_winners, match_finals, store_matches
-from .projects import Project
-from .schema import DERIVED_VERSION, images, projects, scans
+from .projects import Project, missing_projects, resolve_names
+from .schema import DERIVED_VERSION, group_members, image_groups, images, matches, projects, scans
+from .sync import ProjectPlan, apply_plan, plan_project
+from .views import project_counts
 
 
 @dataclass
@@ -37,19 +39,29 @@ class ProjectSummary:
     removed: int = 0
     unchanged: int = 0
     groups: int = 0
-    winners: int = 0
+    decisions: int = 0
     anomalies: int = 0
     orphans: int = 0
+    skipped: int = 0
+    kept_twice: int = 0
+    groups_added: int = 0
+    groups_removed: int = 0
+    moved_from: Optional[str] = None  # the folder the project was catalogued from, when it changed
+    moved_to: Optional[str] = None
+    moved_from_exists: bool = False  # the old folder is still there: two copies of one project?
     seconds: float = 0.0
     dry_run: bool = False
+    error: Optional[str] = None
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def take(self, changes: Changes) -> None:
+    def take(self, plan: ProjectPlan) -> None:
+        changes = plan.changes
         self.added, self.changed = changes.added, changes.changed
         self.removed, self.unchanged = changes.removed, changes.unchanged
+        self.groups_added, self.groups_removed = len(plan.groups.inserts), len(plan.groups.deletes)
 
 
 def utcnow() -> datetime:
@@ -57,25 +69,25 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def check_sandbox(project: Project) -> None:
-    if not os.path.isdir(project.sandbox_dir):
-        raise CatalogError(
-            f"sandbox folder of project {project.name!r} is missing: {project.sandbox_dir} "
-            "(unmounted drive or typo?); nothing was changed"
-        )
-
-
-def _no_final(project: Project) -> str:
-    if project.final_dir is None:
-        return f"no final folder given for project {project.name!r}: it has no winners"
-    return (f"final folder {project.final_dir} not found: project {project.name!r} gets no new winners "
-            "(final images recorded earlier are kept)")
-
-
 def _project_row(conn: Connection, name: str):
     return conn.execute(
-        select(projects.c.id, projects.c.derived_version).where(projects.c.name == name)
+        select(projects.c.id, projects.c.derived_version, projects.c.sandbox_dir, projects.c.final_dir)
+        .where(projects.c.name == name)
     ).first()
+
+
+def _note_move(summary: ProjectSummary, row, project: Project) -> bool:
+    """Record on `summary` whether the project is catalogued from other folders."""
+    if row is None:
+        return False
+    if row.sandbox_dir != project.sandbox_dir:
+        summary.moved_from, summary.moved_to = row.sandbox_dir, project.sandbox_dir
+    elif row.final_dir != project.final_dir:
+        summary.moved_from, summary.moved_to = row.final_dir, project.final_dir
+    else:
+        return False
+    summary.moved_from_exists = summary.moved_from is not None and os.path.isdir(summary.moved_from)
+    return True
 
 
 def index_project(
@@ -84,15 +96,9 @@ def index_project(
     *,
     progress: Optional[Callable[[int], None]] = None,
 ) -> ProjectSummary:
-    check_sandbox(project)
     summary = ProjectSummary(project.name, project.sandbox_dir, project.final_dir)
-    warn = summary.warnings.append
     started = utcnow()
     clock = time.perf_counter()
-
-    def count(role_base: int) -> Callable[[int], None]:
-        return (lambda n: progress(role_base + n)) if progress else None
-
     with engine.begin() as conn:
         dialects.begin_sync(conn)
         row = _project_row(conn, project.name)
@@ -101,109 +107,124 @@ def index_project(
                 projects.insert().values(name=project.name, sandbox_dir=project.sandbox_dir,
                                          final_dir=project.final_dir)
             ).inserted_primary_key[0]
-            derived_version = 0
+            derived_current = False
         else:
-            project_id, derived_version = row
-            # The project may have moved (a new drive letter, a renamed parent);
-            # rows are relative, so only the base folders change.
-            conn.execute(
-                projects.update().where(projects.c.id == project_id)
-                .values(sandbox_dir=project.sandbox_dir, final_dir=project.final_dir)
-            )
+            project_id = row.id
+            derived_current = row.derived_version == DERIVED_VERSION
+            if _note_move(summary, row, project):
+                # Rows are relative to the folders, so only the bases change;
+                # the sync then finds what differs in the new place.
+                conn.execute(
+                    projects.update().where(projects.c.id == project_id)
+                    .values(sandbox_dir=project.sandbox_dir, final_dir=project.final_dir)
+                )
         faults.reach("sync_started")
-        changes, sandbox_rows = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, warn=warn,
-                                           progress=count(0))
-        scanned = changes.added + changes.changed + changes.unchanged
-        final_rows = None
-        if project.final_exists:
-            final_changes, final_rows = sync_folder(conn, project_id, "final", project.final_dir, warn=warn,
-                                                    progress=count(scanned))
-            changes += final_changes
-        else:
-            # A missing final folder is never taken as "nothing was picked":
-            # rows from an earlier sync stay until the folder is back.
-            warn(_no_final(project))
-
-        faults.reach("images_written")
-        counts = None
-        if not changes.any and derived_version == DERIVED_VERSION:
-            counts = _last_counts(conn, project_id)
-        if counts is None:
-            counts = derive(conn, project_id, sandbox_rows, final_rows)
-
-        finished = utcnow()
+        plan = plan_project(conn, project_id, project, derived_current=derived_current,
+                            warn=summary.warnings.append, progress=progress)
+        apply_plan(conn, project_id, plan)
+        counts = project_counts(conn, project.name)
+        changes = plan.changes
         conn.execute(scans.insert().values(
-            project_id=project_id, started=started, finished=finished,
+            project_id=project_id, started=started, finished=utcnow(),
             added=changes.added, changed=changes.changed, removed=changes.removed, unchanged=changes.unchanged,
-            **counts._asdict(),
+            groups=counts["groups"], winners=counts["winners"], anomalies=counts["anomalies"],
+            orphans=counts["orphans"],
         ))
         conn.execute(
             projects.update().where(projects.c.id == project_id)
-            .values(indexed_at=finished, derived_version=DERIVED_VERSION)
+            .values(indexed_at=utcnow(), derived_version=DERIVED_VERSION)
         )
         faults.reach("before_commit")
     faults.reach("committed")
-
-    summary.take(changes)
-    summary.groups, summary.winners, summary.anomalies, summary.orphans = counts
+    summary.take(plan)
+    for key in ("groups", "decisions", "anomalies", "orphans", "skipped", "kept_twice"):
+        setattr(summary, key, counts[key])
     summary.seconds = round(time.perf_counter() - clock, 3)
     return summary
-
-
-def _last_counts(conn: Connection, project_id: int) -> Optional[Counts]:
-    """Nothing changed: the project holds what its last sync counted."""
-    row = conn.execute(
-        select(scans.c.groups, scans.c.winners, scans.c.anomalies, scans.c.orphans)
-        .where(scans.c.project_id == project_id).order_by(scans.c.id.desc()).limit(1)
-    ).first()
-    return Counts(*row) if row else None
-
-
-def derive(conn: Connection, project_id: int, sandbox_rows: list[tuple],
-           final_rows: Optional[list[tuple]]) -> Counts:
-    """Recompute the project's groups and winner matches from its images, as
-    the sync left them (final rows are read back when the final folder was
-    not scanned)."""
-    if final_rows is None:
-        final_rows = conn.execute(
-            select(images.c.id, images.c.dir, images.c.filename, images.c.timestamp,
-                   images.c.stage, images.c.width, images.c.height)
-            .where(images.c.project_id == project_id, images.c.role == "final")
-        ).all()
-    sandbox = list(map(ImageRow._make, sandbox_rows))
-    finals = list(map(ImageRow._make, final_rows))
-    groups = form_groups(sandbox)
-    found = match_finals(sandbox, finals)
-    winners, counts = group_winners(groups, found)
-    store_groups(conn, project_id, groups, winners)
-    faults.reach("groups_written")
-    store_matches(conn, project_id, found)
-    faults.reach("matches_written")
-    return counts
 
 
 def pretend_project(engine: Optional[Engine], project: Project) -> ProjectSummary:
     """What `index_project` would change, without writing (for --dry-run)."""
-    check_sandbox(project)
     summary = ProjectSummary(project.name, project.sandbox_dir, project.final_dir, dry_run=True)
-    warn = summary.warnings.append
     clock = time.perf_counter()
 
-    def run(conn: Optional[Connection]) -> Changes:
+    def run(conn: Optional[Connection]) -> ProjectPlan:
         row = _project_row(conn, project.name) if conn is not None else None
-        project_id = row[0] if row else None
-        changes = sync_folder(conn, project_id, "sandbox", project.sandbox_dir, pretend=True, warn=warn)[0]
-        if project.final_exists:
-            changes += sync_folder(conn, project_id, "final", project.final_dir, pretend=True, warn=warn)[0]
-        else:
-            warn(_no_final(project))
-        return changes
+        _note_move(summary, row, project)
+        return plan_project(conn, row.id if row else None, project,
+                            derived_current=bool(row) and row.derived_version == DERIVED_VERSION,
+                            warn=summary.warnings.append)
 
     if engine is None:
-        changes = run(None)
+        plan = run(None)
     else:
         with engine.connect() as conn:
-            changes = run(conn)
-    summary.take(changes)
+            plan = run(conn)
+    summary.take(plan)
     summary.seconds = round(time.perf_counter() - clock, 3)
     return summary
+
+
+def sync_or_fail(engine: Optional[Engine], project: Project, *, dry_run: bool = False,
+                 progress: Optional[Callable[[int], None]] = None, target: str = "") -> ProjectSummary:
+    """Sync (or pretend to) one project; a failure becomes `summary.error`
+    instead of stopping the projects after it. Interrupts still stop the run."""
+    try:
+        if dry_run:
+            return pretend_project(engine, project)
+        assert engine is not None
+        return index_project(engine, project, progress=progress)
+    except CatalogError as exc:
+        message = str(exc)
+    except SQLAlchemyError as exc:
+        from .database import describe_db_error
+
+        message = str(describe_db_error(exc, target))
+    except OSError as exc:
+        message = f"{exc.strerror or exc} ({exc.filename}); nothing was changed for this project"
+    return ProjectSummary(project.name, project.sandbox_dir, project.final_dir, dry_run=dry_run,
+                          error=message)
+
+
+def vanished(engine: Optional[Engine], indexed: Sequence[str]) -> list[Project]:
+    """Catalogued projects, other than `indexed`, whose sandbox folder is gone."""
+    if engine is None:
+        return []
+    with engine.connect() as conn:
+        return [p for p in missing_projects(conn) if p.name not in set(indexed)]
+
+
+@dataclass
+class Forgotten:
+    project: str
+    images: int
+    groups: int
+
+
+def forget(engine: Engine, names: Sequence[str], *, dry_run: bool = False) -> list[Forgotten]:
+    """Remove projects and every row derived from them, in one transaction
+    (or only count what would go)."""
+    out = []
+    with engine.begin() as conn:
+        if not dry_run:
+            dialects.begin_sync(conn)
+        ids = dict(conn.execute(select(projects.c.name, projects.c.id)).all())
+        for name in resolve_names(sorted(ids), names):
+            pid = ids[name]
+            n_images = conn.execute(select(func.count()).select_from(images)
+                                    .where(images.c.project_id == pid)).scalar()
+            n_groups = conn.execute(select(func.count()).select_from(image_groups)
+                                    .where(image_groups.c.project_id == pid)).scalar()
+            out.append(Forgotten(name, n_images, n_groups))
+            if dry_run:
+                continue
+            # Explicit deletes, children first: the same statements on every
+            # backend, without leaning on cascades being switched on.
+            project_images = select(images.c.id).where(images.c.project_id == pid)
+            conn.execute(delete(matches).where(matches.c.final_image_id.in_(project_images)))
+            conn.execute(delete(group_members).where(group_members.c.image_id.in_(project_images)))
+            conn.execute(delete(image_groups).where(image_groups.c.project_id == pid))
+            conn.execute(delete(images).where(images.c.project_id == pid))
+            conn.execute(delete(scans).where(scans.c.project_id == pid))
+            conn.execute(delete(projects).where(projects.c.id == pid))
+    return out

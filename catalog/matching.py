@@ -1,7 +1,7 @@
 """Match winners: which sandbox image each final image is, within one project.
 
-Owns the matching rules, the `matches` table, and what each group's winners
-are (winner_count, chosen_image_id, chosen_stage: stored with the group, and
+Owns the matching rules, the `matches` table (read, planned, written), and
+what each group's winners are (winner_count, chosen_image_id, chosen_stage: stored with the group, and
 what the views build decisions and anomalies on):
 
 1. same filename; if several sandbox images carry it, keep those whose folder
@@ -18,6 +18,7 @@ A winner is flagged cropped when both pixel sizes are known and differ.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Sequence
 
 from sqlalchemy import bindparam, select
@@ -80,9 +81,11 @@ def match_finals(sandbox: Sequence[ImageRow], finals: Sequence[ImageRow]) -> dic
     return result
 
 
-def store_matches(conn: Connection, project_id: int, desired: dict[int, Match]) -> None:
-    """Write `desired`, touching only rows that differ from what is stored."""
-    stored = {
+def read_matches(conn: Optional[Connection], project_id: Optional[int]) -> dict[int, Match]:
+    """final image id -> its stored Match, read before the sync writes."""
+    if conn is None or project_id is None:
+        return {}
+    return {
         row[0]: Match(*row[1:])
         for row in conn.execute(
             select(matches.c.final_image_id, matches.c.sandbox_image_id, matches.c.match,
@@ -91,42 +94,47 @@ def store_matches(conn: Connection, project_id: int, desired: dict[int, Match]) 
             .where(images.c.project_id == project_id)
         )
     }
-    stale = [{"fid": fid} for fid, m in stored.items() if desired.get(fid) != m]
-    fresh = [
-        {"final_image_id": fid, **m._asdict()}
-        for fid, m in desired.items()
-        if stored.get(fid) != m
-    ]
-    if stale:
-        executemany(conn, matches.delete().where(matches.c.final_image_id == bindparam("fid")), stale)
-    if fresh:
-        executemany(conn, matches.insert(), fresh)
 
 
-class Counts(NamedTuple):
-    groups: int
-    winners: int
-    anomalies: int
-    orphans: int
+@dataclass
+class MatchPlan:
+    deletes: list[int] = field(default_factory=list)  # final image ids whose stored match goes
+    inserts: list[dict] = field(default_factory=list)  # matches rows to write
+
+    @property
+    def any(self) -> bool:
+        return bool(self.deletes or self.inserts)
 
 
-def group_winners(groups: Sequence[Sequence[ImageRow]], found: dict[int, Match]) -> tuple[list[tuple], Counts]:
+def plan_matches(stored: dict[int, Match], desired: dict[int, Match]) -> MatchPlan:
+    """Rows that differ are replaced; the ids compared are those of images
+    whose relative path did not change, so equal ids mean equal images."""
+    return MatchPlan(
+        deletes=[fid for fid, m in stored.items() if desired.get(fid) != m],
+        inserts=[{"final_image_id": fid, **m._asdict()} for fid, m in desired.items() if stored.get(fid) != m],
+    )
+
+
+def delete_matches(conn: Connection, plan: MatchPlan) -> None:
+    executemany(conn, matches.delete().where(matches.c.final_image_id == bindparam("fid")),
+                [(fid,) for fid in plan.deletes], ("fid",))
+
+
+def write_matches(conn: Connection, plan: MatchPlan) -> None:
+    executemany(conn, matches.insert(), plan.inserts)
+
+
+def group_winners(groups: Sequence[Sequence[ImageRow]], found: dict[int, Match]) -> list[tuple]:
     """Per group, in order: (winner_count, chosen_image_id, chosen_stage), the
-    `image_groups` columns the views build decisions on; and the project's
-    summary counts. Several final copies of one sandbox image are one winner."""
+    `image_groups` columns the views build decisions on. Several final copies
+    of one sandbox image are one winner. Whether a decision is an anomaly, and
+    which final images are orphans, is decided by the views alone."""
     picked = {m.sandbox_image_id for m in found.values() if m.problem is None}
-    grouped: set[int] = set()
     winners = []
-    total = anomalies = 0
     for group in groups:
         chosen = [image for image in group if image.id in picked]
-        grouped.update(image.id for image in group)
-        total += len(chosen)
         if len(chosen) == 1:
-            only = chosen[0]
-            winners.append((1, only.id, only.stage))
-            anomalies += only.stage < group[-1].stage  # runs rise: the last stage is the highest
+            winners.append((1, chosen[0].id, chosen[0].stage))
         else:
             winners.append((len(chosen), None, None))
-    orphans = sum(1 for m in found.values() if m.problem is not None or m.sandbox_image_id not in grouped)
-    return winners, Counts(len(groups), total, anomalies, orphans)
+    return winners

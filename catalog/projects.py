@@ -7,14 +7,20 @@ Owns the layout rules. Three are recognised, tried in this order:
 2. ``PATH/X_final/`` with a sibling ``PATH/X/`` or ``PATH/X_raw/`` is project X
    (``training data/X`` + ``training data/X_final``);
 3. explicit ``--project NAME --sandbox DIR --final DIR``.
+
+Also owns the catalogue's own list of projects as folders (`stored_projects`,
+`missing_projects`) and checking project names a user types against it.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
+
+from sqlalchemy import select
 
 from .errors import UsageError
 
@@ -120,5 +126,40 @@ def requested(paths: Optional[list[str]], name: Optional[str], sandbox: Optional
             raise UsageError("--project and --sandbox go together (and --final, if there is one)")
         return [explicit_project(name, sandbox, final)]
     if not paths:
-        raise UsageError("nothing to index: give PATH... or --project NAME --sandbox DIR --final DIR")
+        return []  # the caller re-syncs every catalogued project
     return find_all(paths)
+
+
+def stored_projects(conn) -> list[Project]:
+    """Every catalogued project, from the folders it was last indexed from."""
+    from .schema import projects
+
+    rows = conn.execute(
+        select(projects.c.name, projects.c.sandbox_dir, projects.c.final_dir).order_by(projects.c.name)
+    )
+    return [Project(name, sandbox, final, "stored") for name, sandbox, final in rows]
+
+
+def missing_projects(conn) -> list[Project]:
+    """Catalogued projects whose sandbox folder is not there any more
+    (renamed, moved, or on a drive that is not mounted)."""
+    return [p for p in stored_projects(conn) if not os.path.isdir(p.sandbox_dir)]
+
+
+def resolve_names(known: Sequence[str], asked: Iterable[str]) -> list[str]:
+    """`asked` checked against the catalogued project names: a name that is
+    not there is a usage error listing what is, with the closest match, so a
+    typo never selects nothing in silence."""
+    present = set(known)
+    out = []
+    for name in asked:
+        if name in present:
+            if name not in out:
+                out.append(name)
+            continue
+        by_case = [k for k in known if k.lower() == name.lower()]
+        close = by_case or difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        listing = ", ".join(known) if known else "none yet; run `catalog index PATH` first"
+        raise UsageError(f"no project named {name!r} in the catalogue{hint} (projects: {listing})")
+    return out

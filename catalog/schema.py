@@ -33,7 +33,7 @@ HEAD_REVISION = "0002_views"
 
 # Bumped whenever grouping or matching logic changes, so the next sync
 # recomputes derived rows even for projects whose files did not change.
-DERIVED_VERSION = 1
+DERIVED_VERSION = 2
 
 ROLES = ("sandbox", "final")
 MATCH_KINDS = ("filename", "key")

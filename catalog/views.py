@@ -7,6 +7,7 @@ that runs on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 
 from sqlalchemy import bindparam, text
@@ -19,32 +20,35 @@ STATS_COLUMNS = [
 
 # Each view is aggregated once and joined by project, rather than asked once
 # per project: the cost stays one pass over each view however many projects.
+# With a project filter, each aggregate is filtered too, so the counts of one
+# project (read after every sync) cost what that project holds.
 _STATS = """
 SELECT p.name AS project,
        COALESCE(i.sandbox_images, 0), COALESCE(i.final_images, 0), COALESCE(i.unparsed_names, 0),
        COALESCE(g.groups_n, 0), COALESCE(d.decisions_n, 0), COALESCE(g.skipped_n, 0),
        COALESCE(g.kept_twice_n, 0), COALESCE(o.orphans_n, 0), COALESCE(d.anomalies_n, 0),
-       p.indexed_at
+       p.indexed_at, COALESCE(g.winners_n, 0)
 FROM projects p
 LEFT JOIN (
     SELECT project_id,
            SUM(CASE WHEN role = 'sandbox' THEN 1 ELSE 0 END) AS sandbox_images,
            SUM(CASE WHEN role = 'final' THEN 1 ELSE 0 END) AS final_images,
            SUM(CASE WHEN timestamp IS NULL OR stage IS NULL THEN 1 ELSE 0 END) AS unparsed_names
-    FROM images GROUP BY project_id
+    FROM images {images_where} GROUP BY project_id
 ) i ON i.project_id = p.id
 LEFT JOIN (
     SELECT project, COUNT(*) AS groups_n,
            SUM(CASE WHEN winner_count = 0 THEN 1 ELSE 0 END) AS skipped_n,
-           SUM(CASE WHEN winner_count > 1 THEN 1 ELSE 0 END) AS kept_twice_n
-    FROM "groups" GROUP BY project
+           SUM(CASE WHEN winner_count > 1 THEN 1 ELSE 0 END) AS kept_twice_n,
+           SUM(winner_count) AS winners_n
+    FROM "groups" {where} GROUP BY project
 ) g ON g.project = p.name
 LEFT JOIN (
     SELECT project, COUNT(*) AS decisions_n, SUM(is_anomaly) AS anomalies_n
-    FROM decisions GROUP BY project
+    FROM decisions {where} GROUP BY project
 ) d ON d.project = p.name
-LEFT JOIN (SELECT project, COUNT(*) AS orphans_n FROM orphans GROUP BY project) o ON o.project = p.name
-{where}
+LEFT JOIN (SELECT project, COUNT(*) AS orphans_n FROM orphans {where} GROUP BY project) o ON o.project = p.name
+{projects_where}
 ORDER BY p.name
 """
 
@@ -75,16 +79,32 @@ def _rate(row: dict) -> float:
     return round(row["anomalies"] / row["decisions"], 4) if row["decisions"] else 0.0
 
 
+def _stats_rows(conn: Connection, names: Optional[Sequence[str]]) -> list[dict]:
+    where, params = _project_filter(names, "project")
+    sql = _STATS.format(
+        where=where,
+        projects_where=_project_filter(names, "p.name")[0],
+        images_where=("WHERE project_id IN (SELECT id FROM projects WHERE name IN :names)" if names else ""),
+    )
+    selected = [c for c in STATS_COLUMNS if c != "anomaly_rate"] + ["winners"]
+    return [dict(zip(selected, r)) for r in execute_for_projects(conn, sql, params)]
+
+
+def project_counts(conn: Connection, name: str) -> dict:
+    """What one project holds, as `catalog stats` counts it (plus `winners`,
+    the picked sandbox images in groups): the summary of `catalog index`
+    reads these, so the two can never disagree."""
+    rows = _stats_rows(conn, [name])
+    return rows[0]
+
+
 def stats(conn: Connection, names: Optional[Sequence[str]] = None) -> list[dict]:
     """One row per project, then a TOTAL row."""
-    where, params = _project_filter(names, "p.name")
-    selected = [c for c in STATS_COLUMNS if c != "anomaly_rate"]
-    counted = selected[1:-1]
+    counted = STATS_COLUMNS[1:-2]
     out = []
     total = dict.fromkeys(counted, 0)
     last = None
-    for r in execute_for_projects(conn, _STATS.format(where=where), params):
-        row = dict(zip(selected, r))
+    for row in _stats_rows(conn, names):
         row["anomaly_rate"] = _rate(row)
         for c in counted:
             total[c] += row[c]
@@ -117,6 +137,23 @@ ORDER BY 1, 2, 4
 """
 
 
+def _missing_folders(conn: Connection, names: Optional[Sequence[str]]) -> list[dict]:
+    """Projects whose folders are gone: a question for the disk, not SQL."""
+    from .projects import stored_projects
+
+    out = []
+    for p in stored_projects(conn):
+        if names and p.name not in names:
+            continue
+        if not os.path.isdir(p.sandbox_dir):
+            out.append({"project": p.name, "problem": "sandbox_missing",
+                        "detail": "left out of exports; catalog forget removes it", "path": p.sandbox_dir})
+        if p.final_dir is not None and not os.path.isdir(p.final_dir):
+            out.append({"project": p.name, "problem": "final_missing",
+                        "detail": "winners kept from the last index", "path": p.final_dir})
+    return out
+
+
 def check(conn: Connection, names: Optional[Sequence[str]] = None) -> tuple[list[dict], dict[str, int]]:
     """Data-quality problems to look at, and the cropped-winner count per project."""
     params: dict = {}
@@ -128,6 +165,8 @@ def check(conn: Connection, names: Optional[Sequence[str]] = None) -> tuple[list
         dict(zip(CHECK_COLUMNS, r))
         for r in execute_for_projects(conn, _CHECKS.format(w=w, a=a, ap=ap), params)
     ]
+    problems.extend(_missing_folders(conn, names))
+    problems.sort(key=lambda p: (p["project"], p["problem"], p["path"] or ""))
     where, params = _project_filter(names, "project")
     cropped = {
         project: n

@@ -39,7 +39,7 @@ def test_global_options_documented():
 @pytest.mark.parametrize("make_args, code, message", [
     (lambda t: ["index", t / "missing"], 2, "does not exist"),
     (lambda t: ["index", t / "file.txt"], 2, "is a file, not a folder"),
-    (lambda t: ["index"], 2, "nothing to index"),
+    (lambda t: ["index"], 2, "run `catalog index PATH` first"),
     (lambda t: ["index", t, "--project", "x"], 2, "not both"),
     (lambda t: ["index", "--project", "x"], 2, "go together"),
     (lambda t: ["index", "--project", "x", "--sandbox", t / "missing"], 2, "does not exist"),
