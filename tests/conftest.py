@@ -3,6 +3,7 @@ a CLI runner that returns exit code, stdout and stderr."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -69,6 +70,22 @@ def indexed(indexed_master, tmp_path) -> tuple[Path, Path, Expected]:
     src.close()
     dst.close()
     return root, copy, expected
+
+
+def unreadable_folder(parent: Path) -> None:
+    """Make, inside `parent`, a folder the walk cannot open even as root: its
+    path is longer than the operating system accepts (PATH_MAX), built one
+    level at a time relative to its parent."""
+    fd = os.open(parent, os.O_RDONLY)
+    try:
+        for _ in range(20):
+            name = "d" * 250
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
 
 
 def query(db: Path, sql: str, *params):

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 
-from conftest import query
+from conftest import query, unreadable_folder
 
 TABLES = ("images", "image_groups", "scans")
 
@@ -120,24 +120,9 @@ def test_indexing_a_copy_says_the_project_moved(sample, run, tmp_path):
     assert query(run.db, "SELECT sandbox_dir FROM projects WHERE name = 'aiko'") == [(str(new),)]
 
 
-def _unreadable_folder(parent):
-    """A folder the walk cannot open, even as root: its path is longer than
-    the operating system accepts (PATH_MAX), built one level at a time."""
-    fd = os.open(parent, os.O_RDONLY)
-    try:
-        for _ in range(20):
-            name = "d" * 250
-            os.mkdir(name, dir_fd=fd)
-            child = os.open(name, os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    finally:
-        os.close(fd)
-
-
 def test_one_failing_project_does_not_stop_the_others(sample, run):
     root, expected = sample
-    _unreadable_folder(root / "sandbox" / "aiko")
+    unreadable_folder(root / "sandbox" / "aiko")
     result = run("index", root)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
