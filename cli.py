@@ -15,9 +15,40 @@ from enum import Enum
 from typing import Annotated, List, Optional
 
 import typer
+from typer.core import TyperGroup
+
+
+class CatalogGroup(TyperGroup):
+    """Click's own usage errors in the tool's style: one line, `catalog: error:`,
+    pointing at the command's --help; exit code 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        # Typer 0.28 carries its own copy of Click; its exceptions all derive
+        # from the public typer.TyperException (usage errors carry `ctx`).
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except typer.Abort:
+            typer.echo("catalog: error: interrupted", err=True)
+            code = 130
+        except typer.TyperException as exc:
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                typer.echo(exc.format_message(), err=True)  # the help text itself
+            elif ctx is not None:
+                typer.echo(f"catalog: error: {exc.format_message()} (see `{ctx.command_path} --help`)", err=True)
+            else:
+                typer.echo(f"catalog: error: {exc.format_message()}", err=True)
+            code = exc.exit_code
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
 
 app = typer.Typer(
+    cls=CatalogGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -25,7 +56,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Catalogue AI image-generation projects (sandbox + final folders) and export preference-training rows.",
 )
-db_app = typer.Typer(no_args_is_help=True, help="Schema migrations of the catalogue database.")
+db_app = typer.Typer(no_args_is_help=True, help="Schema migrations of the catalogue database.",
+                     context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(db_app, name="db")
 
 
@@ -40,7 +72,9 @@ state = State()
 class Format(str, Enum):
     table = "table"
     csv = "csv"
+    tsv = "tsv"
     json = "json"
+    jsonl = "jsonl"
 
 
 class ExportFormat(str, Enum):
@@ -49,7 +83,11 @@ class ExportFormat(str, Enum):
 
 
 # Shared option declarations, defined once.
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people; csv or json for scripts.")]
+FormatOpt = Annotated[Format, typer.Option(
+    "--format", "-f", help="table for people; csv, tsv, json or jsonl for scripts (they stream every row).")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Table format: show at most this many rows.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Table format: show every row.")]
+NoHeadersOpt = Annotated[bool, typer.Option("--no-headers", help="csv/tsv: leave out the header row.")]
 ProjectsOpt = Annotated[Optional[List[str]], typer.Option("--project", "-p", help="Only this project (repeatable).")]
 RelativeOpt = Annotated[Optional[str], typer.Option("--relative-to", help="Write paths relative to DIR.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")]
@@ -93,11 +131,24 @@ def handled(fn):
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"catalog {version('catalog')}")
+        except PackageNotFoundError:
+            typer.echo("catalog (not installed; run from a source checkout)")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main(
     db: Annotated[str, typer.Option("--db", envvar="CATALOG_DB",
                                     help="Catalogue: a SQLite file path or a SQLAlchemy URL.")] = "catalog.db",
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     state.db = db
     state.debug = debug
@@ -106,48 +157,13 @@ def main(
 # ---------------------------------------------------------------- output
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else f"{value:g}"
-    return str(value)
+def print_rows(columns: list[str], rows, fmt: Format, *, limit: Optional[int] = None, show_all: bool = False,
+               no_headers: bool = False) -> int:
+    """Print rows in `fmt` (see catalog/output.py); returns the row count."""
+    from catalog.output import DEFAULT_LIMIT, write_rows
 
-
-def print_rows(columns: list[str], rows, fmt: Format, title: Optional[str] = None) -> int:
-    """Print rows as a Rich table, CSV or a JSON array; returns the row count."""
-    n = 0
-    if fmt == Format.csv:
-        import csv
-
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_cell(v) for v in row])
-            n += 1
-    elif fmt == Format.json:
-        out = sys.stdout
-        out.write("[")
-        for row in rows:
-            out.write(("," if n else "") + "\n" + json.dumps(dict(zip(columns, row)), default=str, ensure_ascii=False))
-            n += 1
-        out.write("\n]\n" if n else "]\n")
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title, show_lines=False)
-        for c in columns:
-            table.add_column(c)
-        for row in rows:
-            table.add_row(*(_cell(v) for v in row))
-            n += 1
-        console = Console()
-        if not console.is_terminal:
-            # Piped or captured: do not squeeze the table into 80 columns.
-            console = Console(width=220)
-        console.print(table)
-    return n
+    return write_rows(columns, rows, fmt.value, limit=None if show_all else (limit or DEFAULT_LIMIT),
+                      headers=not no_headers)
 
 
 # ---------------------------------------------------------------- index
@@ -323,13 +339,16 @@ def sample(
 def sql(
     query: Annotated[str, typer.Argument(help="One SQL statement; - reads stdin, @file.sql reads a file.")],
     fmt: FormatOpt = Format.table,
+    limit: LimitOpt = 1000,
+    show_all: AllOpt = False,
+    no_headers: NoHeadersOpt = False,
 ) -> None:
     """Run one read-only SQL statement over the catalogue and its views."""
     from catalog.query import read_query, run_sql
 
     with run_sql(state.db, read_query(query)) as (columns, rows):
         if columns:
-            print_rows(columns, rows, fmt)
+            print_rows(columns, rows, fmt, limit=limit, show_all=show_all, no_headers=no_headers)
 
 
 # ---------------------------------------------------------------- export
@@ -417,12 +436,31 @@ def _export_summary(result, merge: bool) -> None:
     typer.echo(msg, err=result.path == "-")
 
 
+@app.command()
+@handled
+def views(
+    sql: Annotated[Optional[str], typer.Option("--sql", metavar="NAME", help="Print the SQL of view NAME.")] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List the views with what each holds and its columns (--sql NAME: a view's SQL)."""
+    from catalog.database import open_catalog
+    from catalog.views import describe_views, view_sql
+
+    engine = open_catalog(state.db, write=False)
+    with engine.connect() as conn:
+        if sql is not None:
+            typer.echo(view_sql(conn, sql))
+            return
+        found = describe_views(conn)
+    print_rows(["view", "description", "columns"], found, fmt, show_all=True)
+
+
 # ---------------------------------------------------------------- stats / check
 
 
 @app.command()
 @handled
-def stats(project: ProjectsOpt = None, fmt: FormatOpt = Format.table) -> None:
+def stats(project: ProjectsOpt = None, fmt: FormatOpt = Format.table, no_headers: NoHeadersOpt = False) -> None:
     """Counts per project and in total: images, groups, decisions, anomalies, ..."""
     from catalog.database import open_catalog
     from catalog.views import STATS_COLUMNS, stats as project_stats
@@ -430,7 +468,8 @@ def stats(project: ProjectsOpt = None, fmt: FormatOpt = Format.table) -> None:
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
         rows = project_stats(conn, _known(conn, project))
-    print_rows(STATS_COLUMNS, ([r[c] for c in STATS_COLUMNS] for r in rows), fmt)
+    print_rows(STATS_COLUMNS, ([r[c] for c in STATS_COLUMNS] for r in rows), fmt, show_all=True,
+               no_headers=no_headers)
 
 
 @app.command()
@@ -439,6 +478,9 @@ def check(
     project: ProjectsOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any problem is listed.")] = False,
     fmt: FormatOpt = Format.table,
+    limit: LimitOpt = 1000,
+    show_all: AllOpt = False,
+    no_headers: NoHeadersOpt = False,
 ) -> None:
     """List data-quality problems: orphans, groups kept twice, unparsed names, unreadable headers."""
     from catalog.database import open_catalog
@@ -447,7 +489,8 @@ def check(
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
         problems, cropped = find_problems(conn, _known(conn, project))
-    print_rows(CHECK_COLUMNS, ([p[c] for c in CHECK_COLUMNS] for p in problems), fmt)
+    print_rows(CHECK_COLUMNS, ([p[c] for c in CHECK_COLUMNS] for p in problems), fmt, limit=limit,
+               show_all=show_all, no_headers=no_headers)
     if fmt == Format.table:
         for name, n in cropped.items():
             typer.echo(f"{name}: {n} cropped winners (final pixel size differs; informational)")

@@ -175,3 +175,36 @@ def check(conn: Connection, names: Optional[Sequence[str]] = None) -> tuple[list
         )
     }
     return problems, cropped
+
+
+# One line per view, for `catalog views`; the SQL itself lives in the migrations.
+VIEW_DESCRIPTIONS = {
+    "groups": "one row per group: the selector's rising-stage run, its stages and how many winners it has",
+    "winners": "one row per picked sandbox image of a group, with the final copy it was matched to",
+    "losers": "one row per image of a group with one winner that was not picked",
+    "decisions": "one row per group with exactly one winner; is_anomaly = 1 when a lower stage won",
+    "anomalies": "decisions won by a lower stage; rejected_higher = how many group images had a higher stage",
+    "skipped_groups": "groups with no winner (nothing picked from them)",
+    "orphans": "final images that are no winner: no_match, ambiguous, or ungrouped (their sandbox image is in no group)",
+}
+
+
+def describe_views(conn: Connection) -> list[tuple[str, str, str]]:
+    """(view, description, columns) for every view, in the order they build on each other."""
+    out = []
+    for name, description in VIEW_DESCRIPTIONS.items():
+        result = conn.execute(text(f'SELECT * FROM "{name}" WHERE 1 = 0'))
+        out.append((name, description, ", ".join(result.keys())))
+        result.close()
+    return out
+
+
+def view_sql(conn: Connection, name: str) -> str:
+    """The SQL of one view, as the database holds it."""
+    from sqlalchemy import inspect
+
+    if name not in VIEW_DESCRIPTIONS:
+        from .errors import UsageError
+
+        raise UsageError(f"no view named {name!r}; views: {', '.join(VIEW_DESCRIPTIONS)}")
+    return inspect(conn).get_view_definition(name).strip()
