@@ -32,6 +32,9 @@ POINTS = ("sync_started", "images_written", "groups_written", "matches_written",
           "committed", "export_written")
 
 
+WAYS = ("kill", "interrupt")
+
+
 def _target() -> tuple[str, int] | None:
     spec = os.environ.get("CATALOG_CRASH_AT")
     if not spec:
@@ -39,6 +42,11 @@ def _target() -> tuple[str, int] | None:
     name, _, nth = spec.partition(":")
     if name not in POINTS:
         raise SystemExit(f"catalog: error: CATALOG_CRASH_AT={spec!r}: unknown point; one of {', '.join(POINTS)}")
+    if nth and not (nth.isdigit() and int(nth) >= 1):
+        raise SystemExit(f"catalog: error: CATALOG_CRASH_AT={spec!r}: the count after ':' must be 1 or more")
+    way = os.environ.get("CATALOG_CRASH_WITH", "kill")
+    if way not in WAYS:
+        raise SystemExit(f"catalog: error: CATALOG_CRASH_WITH={way!r}: one of {', '.join(WAYS)}")
     return name, int(nth or 1)
 
 

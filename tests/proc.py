@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -26,9 +27,27 @@ def start(db: Path, *args, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def catalog(db: Path, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+def catalog(db: Path, *args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([*CATALOG, "--db", str(db), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def with_env(**variables: str) -> dict[str, str]:
+    """This process's environment plus `variables`, for a child's env=."""
+    env = dict(os.environ)
+    env.update(variables)
+    return env
+
+
+def crash_env(point: str, nth: int = 1, how: str = "kill") -> dict[str, str]:
+    """Environment that stops a `catalog` child the nth time it reaches the
+    named crash point (catalog/faults.py), by SIGKILL or as Ctrl-C."""
+    return with_env(CATALOG_CRASH_AT=f"{point}:{nth}", CATALOG_CRASH_WITH=how)
+
+
+def crash_lines(stderr: str) -> list[str]:
+    """The crash-point lines a child wrote: proof of where it stopped."""
+    return [line for line in stderr.splitlines() if line.startswith("catalog: crash point ")]
 
 
 def views(db: Path, project: str | None = None) -> dict[str, list]:
@@ -65,5 +84,34 @@ def integrity(db: Path) -> str:
     con = sqlite3.connect(db)
     try:
         return con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+
+
+def _table_exists(con: sqlite3.Connection, name: str) -> bool:
+    return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def projects_of(db: Path) -> dict[str, tuple]:
+    """name -> (sandbox_dir, final_dir, indexed_at, derived_version) of every project row."""
+    con = sqlite3.connect(db)
+    try:
+        if not _table_exists(con, "projects"):
+            return {}
+        rows = con.execute("SELECT name, sandbox_dir, final_dir, indexed_at, derived_version FROM projects")
+        return {row[0]: row[1:] for row in rows}
+    finally:
+        con.close()
+
+
+def scans_of(db: Path) -> dict[str, int]:
+    """name -> number of `scans` rows, for every project that has any."""
+    con = sqlite3.connect(db)
+    try:
+        if not _table_exists(con, "scans"):
+            return {}
+        rows = con.execute("""SELECT p.name, count(*) FROM scans s JOIN projects p ON p.id = s.project_id
+                              GROUP BY p.name""")
+        return dict(rows.fetchall())
     finally:
         con.close()

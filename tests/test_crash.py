@@ -1,22 +1,50 @@
-"""Crash safety: `catalog index` killed with SIGKILL at many points leaves
-every project as it was before the run or fully synced, and the next run ends
-exactly where an uninterrupted one does. `catalog export` killed mid-write
-leaves the previous file byte for byte."""
+"""Crash safety: `catalog index` stopped by SIGKILL or Ctrl-C at every named
+point of a project sync leaves each project as it was before the run or fully
+synced, and the next run ends exactly where an uninterrupted one does.
+`catalog export` killed between writing its temporary file and the rename
+leaves the previous file byte for byte.
+
+The processes stop themselves at a named crash point (CATALOG_CRASH_AT, see
+catalog/faults.py) and say so on stderr, so every case hits the phase it
+names on any machine, however loaded: no sleeps, no timing, no polling.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import time
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from catalog.sample import write_sample
-from proc import catalog, images_of, integrity, start, views
+from proc import (VIEW_COLUMNS, catalog, crash_env, crash_lines, images_of, integrity, projects_of, scans_of,
+                  views, with_env)
 
-KILLS = 24
+# The points a project sync passes, in order; all but the last are inside its transaction.
+IN_TRANSACTION = ("sync_started", "images_written", "groups_written", "matches_written", "before_commit")
+SYNC_POINTS = (*IN_TRANSACTION, "committed")
+ALL_POINTS = (*SYNC_POINTS, "export_written")
+
+
+def index_cases() -> list:
+    """Every sync point in the 1st and the 2nd project of a fresh and of an
+    incremental index, and a few in the 3rd (the last): 2 * 6 * 2 + 3 = 27 kills."""
+    third = {("fresh", "committed"), ("incremental", "images_written"), ("incremental", "before_commit")}
+    cases = []
+    for kind in ("fresh", "incremental"):
+        for point in SYNC_POINTS:
+            for nth in (1, 2, 3) if (kind, point) in third else (1, 2):
+                cases.append(pytest.param(kind, point, nth, id=f"{kind}-{point}:{nth}"))
+    return cases
+
+
+INDEX_CASES = index_cases()
+assert len(INDEX_CASES) >= 24  # kills of `catalog index`, one per case
 
 
 def mutate(workspace: Path) -> None:
@@ -32,6 +60,41 @@ def mutate(workspace: Path) -> None:
             shutil.copyfile(path, path.parent / f"20310101_0000{i:02d}_stage1_generated.png")
 
 
+@dataclass(frozen=True)
+class Catalogue:
+    """What a catalogue holds, project by project; an absent project has no
+    images (None), empty views, no project row (None) and no scans (0)."""
+
+    images: dict
+    views: dict
+    projects: dict
+    scans: dict
+
+    @classmethod
+    def of(cls, db: Path, names: list[str]) -> "Catalogue":
+        return cls(images_of(db), {name: views(db, name) for name in names}, projects_of(db), scans_of(db))
+
+    def project(self, name: str, *, with_time: bool = True) -> dict:
+        row = self.projects.get(name)
+        if row is not None and not with_time:
+            row = row[:2] + row[3:]  # indexed_at is the time of the sync that wrote it
+        return {
+            "images": self.images.get(name),
+            "views": self.views.get(name, {view: [] for view in VIEW_COLUMNS}),
+            "project row": row,
+            "scans": self.scans.get(name, 0),
+        }
+
+
+@dataclass(frozen=True)
+class Kind:
+    target: Path  # what the run indexes
+    start: Path  # the catalogue file it starts from
+    before: Catalogue  # ... and what that holds
+    after: Catalogue  # what an uninterrupted run leaves
+    after_views: dict  # every view after an uninterrupted run
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("crash")
@@ -41,128 +104,180 @@ def world(tmp_path_factory):
     shutil.copytree(ws, ws2)
     mutate(ws2)
     before = base / "before.db"
-    started = time.perf_counter()
-    assert catalog(before, "index", ws).returncode == 0
-    duration = time.perf_counter() - started
+    result = catalog(before, "index", ws)
+    assert result.returncode == 0, result.stderr
     after = base / "after.db"
     shutil.copyfile(before, after)
-    started = time.perf_counter()
-    assert catalog(after, "index", ws2).returncode == 0
-    duration2 = time.perf_counter() - started
+    result = catalog(after, "index", ws2)
+    assert result.returncode == 0, result.stderr
+    # A fresh index starts from a catalogue with the schema and no project:
+    # the schema is made before any project sync, and copying it is cheaper.
+    empty = base / "empty.db"
+    result = catalog(empty, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+
+    # Projects are synced one by one in the order the workspace lists them: by name.
+    order = sorted(d.name for d in (ws / "sandbox").iterdir() if d.is_dir())
+    cat_empty, cat_before, cat_after = (Catalogue.of(db, order) for db in (empty, before, after))
+    assert cat_empty.projects == {}
+    for db in (empty, before, after):  # each file is whole: copying it copies the catalogue
+        assert not Path(f"{db}-wal").exists(), db
+    assert sorted(cat_before.images) == sorted(order)
+    for name in order:  # every project changes, so every sync passes every point
+        assert cat_before.images[name] != cat_after.images[name], name
     return {
-        "ws": ws, "ws2": ws2, "before": before, "after": after,
-        "duration": {"fresh": duration, "incremental": duration2},
-        "views_before": views(before), "views_after": views(after),
-        "images_before": images_of(before), "images_after": images_of(after),
+        "order": order,
+        "before": before,
+        "after": after,
+        "fresh": Kind(ws, empty, cat_empty, cat_before, views(before)),
+        "incremental": Kind(ws2, before, cat_before, cat_after, views(after)),
     }
 
 
-def kill_after(db: Path, delay: float, *args) -> int:
-    proc = start(db, *args)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    return proc.returncode
+def start_db(kind: Kind, tmp_path: Path) -> Path:
+    db = tmp_path / "c.db"
+    shutil.copyfile(kind.start, db)
+    return db
 
 
-def per_project(all_views: dict, project: str) -> dict:
-    return {v: [r for r in rows if r[0] == project] for v, rows in all_views.items()}
+def assert_stopped_at(result, point: str, nth: int, returncode: int) -> list[str]:
+    """The run ended with `returncode`, having said it reached `point` (once)."""
+    assert result.returncode == returncode, (result.returncode, result.stderr)
+    line = f"catalog: crash point {point} reached"
+    assert crash_lines(result.stderr) == [line], f"{point}:{nth}: {result.stderr}"
+    lines = result.stderr.splitlines()
+    return lines[lines.index(line) + 1:]  # what the process wrote after the point
+
+
+def assert_each_project(got: Catalogue, world: dict, kind: Kind, stopped_in: int, synced_too: bool) -> None:
+    """Projects before the `stopped_in`-th (counting from 1) are synced, later
+    ones as before the run; the `stopped_in`-th is synced if `synced_too`."""
+    for i, name in enumerate(world["order"], start=1):
+        if i < stopped_in or (i == stopped_in and synced_too):
+            assert got.project(name, with_time=False) == kind.after.project(name, with_time=False), \
+                f"{name} (project {i}) not fully synced"
+        else:
+            assert got.project(name) == kind.before.project(name), f"{name} (project {i}) changed"
+
+
+@dataclass(frozen=True)
+class KillOutcome:
+    killed: subprocess.CompletedProcess  # the run told to die at the point
+    integrity: str  # ... and what it left
+    left: Catalogue
+    rerun: subprocess.CompletedProcess  # the next, normal run
+    rerun_integrity: str  # ... and what that left
+    rerun_images: dict
+    rerun_views: dict
+
+
+def kill_and_rerun(world: dict, kind_name: str, point: str, nth: int, folder: Path) -> KillOutcome:
+    kind = world[kind_name]
+    folder.mkdir()
+    db = start_db(kind, folder)
+    killed = catalog(db, "index", kind.target, env=crash_env(point, nth, "kill"))
+    ok, left = integrity(db), Catalogue.of(db, world["order"])
+    rerun = catalog(db, "index", kind.target)
+    return KillOutcome(killed, ok, left, rerun, integrity(db), images_of(db), views(db))
+
+
+@pytest.fixture(scope="module")
+def index_kills(world, request, tmp_path_factory):
+    """The selected cases of test_sigkill_during_index, run ahead on every
+    core. Each process stops itself at its named point, so running them side
+    by side (or on a loaded machine) cannot change where they stop; it only
+    makes the module quicker. Each test then checks its own outcome."""
+    base = tmp_path_factory.mktemp("kills")
+    cases = [item.callspec.params for item in request.session.items
+             if getattr(item, "originalname", None) == "test_sigkill_during_index"]
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+    try:
+        yield {
+            (c["kind_name"], c["point"], c["nth"]): pool.submit(
+                kill_and_rerun, world, c["kind_name"], c["point"], c["nth"],
+                base / f"{c['kind_name']}-{c['point']}-{c['nth']}")
+            for c in cases
+        }
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["fresh", "incremental"])
-def test_sigkill_during_index(world, tmp_path, kind):
-    """Half the kills hit a first index (before = no project), half a re-index
-    of a changed tree (before = the previous catalogue)."""
-    runs = KILLS // 2
-    killed_mid_run = 0
-    for i in range(runs):
-        db = tmp_path / f"{kind}-{i}.db"
-        if kind == "fresh":
-            target, before_images, before_views = world["ws"], {}, None
-            after_images, after_views = world["images_before"], world["views_before"]
-        else:
-            shutil.copyfile(world["before"], db)
-            target, before_images, before_views = world["ws2"], world["images_before"], world["views_before"]
-            after_images, after_views = world["images_after"], world["views_after"]
-        # Delays from just after start to past the end of a normal run.
-        delay = 0.05 + world["duration"][kind] * 1.1 * i / (runs - 1)
-        code = kill_after(db, delay, "index", target)
-        killed_mid_run += code == -signal.SIGKILL
+@pytest.mark.parametrize("kind_name, point, nth", INDEX_CASES)
+def test_sigkill_during_index(world, index_kills, kind_name, point, nth):
+    """A kill at a point inside a project's transaction leaves that project as
+    it was (absent, for a fresh index); at `committed`, fully synced. The next
+    run ends where an uninterrupted run does."""
+    kind = world[kind_name]
+    outcome = index_kills[kind_name, point, nth].result()
+    assert assert_stopped_at(outcome.killed, point, nth, -signal.SIGKILL) == []  # killed right there
+    assert outcome.integrity == "ok"
+    assert_each_project(outcome.left, world, kind, nth, synced_too=point == "committed")
 
-        if db.exists():
-            assert integrity(db) == "ok"
-            got_images = images_of(db)
-            for project in ("aiko", "tattersail", "mojo-1"):
-                state = got_images.get(project)
-                if state == after_images[project]:
-                    assert per_project(views(db), project) == per_project(after_views, project)
-                else:
-                    assert state == before_images.get(project), f"{project} half-synced after kill at {delay:.2f}s"
-                    if before_views is not None:
-                        assert per_project(views(db), project) == per_project(before_views, project)
-        result = catalog(db, "index", target)
-        assert result.returncode == 0, result.stderr
-        assert integrity(db) == "ok"
-        assert images_of(db) == after_images
-        assert views(db) == after_views
-    assert killed_mid_run >= runs // 2  # most kills really hit a running index
+    assert outcome.rerun.returncode == 0, outcome.rerun.stderr
+    assert outcome.rerun_integrity == "ok"
+    assert outcome.rerun_images == kind.after.images
+    assert outcome.rerun_views == kind.after_views
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, nth", [("sync_started", 1), ("images_written", 2), ("groups_written", 2),
+                                        ("matches_written", 2), ("before_commit", 3), ("committed", 2)])
+def test_ctrl_c_leaves_the_project_as_it_was(world, tmp_path, point, nth):
+    """Ctrl-C (KeyboardInterrupt at the point) inside a project's transaction
+    rolls that project back; the CLI says so in one line, without a traceback."""
+    kind = world["incremental"]
+    db = start_db(kind, tmp_path)
+    result = catalog(db, "index", kind.target, env=crash_env(point, nth, "interrupt"))
+    rest = assert_stopped_at(result, point, nth, 130)
+    assert "Traceback" not in result.stderr
+    assert len(rest) == 1 and rest[0].startswith("catalog: error: interrupted"), result.stderr
+    assert integrity(db) == "ok"
+    assert_each_project(Catalogue.of(db, world["order"]), world, kind, nth, synced_too=point == "committed")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [["export"], ["export", "--merge"], ["export-anomalies"]],
                          ids=["export", "merge", "anomalies"])
 def test_sigkill_during_export_keeps_the_previous_file(world, tmp_path, args):
+    """Killed with its temporary file complete and the rename next: OUT is untouched."""
     db = tmp_path / "c.db"
     shutil.copyfile(world["after"], db)
     out = tmp_path / "out.csv"
     header = "session_id,set_id,chosen_path,neg_paths,timestamp\n" if args != ["export-anomalies"] else ""
     previous = (header + 'old_extraction,group_1,/x/a.png,"[""/x/b.png""]",2025-01-01T00:00:00Z\n').encode()
-    hits = 0
-    for attempt in range(40):
-        out.write_bytes(previous)
-        flags = [] if "--merge" in args else ["--force"]
-        proc = start(db, *args, out, *flags)
-        # Kill the moment the temporary file shows up: the write is under way.
-        while proc.poll() is None:
-            if any(name.startswith(".out.csv.") for name in os.listdir(tmp_path)):
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.0005)
-        proc.communicate()
-        if proc.returncode == -signal.SIGKILL:
-            hits += 1
-            assert out.read_bytes() == previous
-        if hits >= 3:
-            break
-    assert hits >= 3, "the export never got killed mid-write"
-    result = catalog(db, *args, out, *([] if "--merge" in args else ["--force"]))
+    out.write_bytes(previous)
+    flags = [] if "--merge" in args else ["--force"]
+
+    def temporaries() -> list[str]:
+        return sorted(name for name in os.listdir(tmp_path) if name.startswith(".out.csv"))
+
+    result = catalog(db, *args, out, *flags, env=crash_env("export_written", 1, "kill"))
+    assert assert_stopped_at(result, "export_written", 1, -signal.SIGKILL) == []
+    assert out.read_bytes() == previous
+    left = temporaries()
+    assert len(left) == 1, left  # the complete temporary file, never renamed
+    written = (tmp_path / left[0]).read_bytes()
+
+    result = catalog(db, *args, out, *flags)
     assert result.returncode == 0, result.stderr
-    assert [n for n in os.listdir(tmp_path) if n.startswith(".out.csv")] == []  # no stray temporary file
+    assert temporaries() == []  # the stale temporary file is cleared, the new one renamed
     assert out.read_bytes() != previous
+    assert out.read_bytes() == written  # the killed run had written the whole file
 
 
-@pytest.mark.slow
-def test_ctrl_c_leaves_the_project_as_it_was(world, tmp_path):
-    hits = 0
-    for i in range(4):
-        db = tmp_path / f"int-{i}.db"
-        shutil.copyfile(world["before"], db)
-        proc = start(db, "index", world["ws2"])
-        # Past start-up (an interrupt during imports is Python's own), before the end.
-        time.sleep(world["duration"]["incremental"] * (0.5 + 0.12 * i))
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate()
-        assert "Traceback" not in err
-        got = images_of(db)
-        if proc.returncode == 130:
-            hits += 1
-            assert "interrupted" in err
-        else:
-            # The signal landed after the work (at exit): the sync is complete.
-            assert proc.returncode in (0, -signal.SIGINT), err
-            assert got == world["images_after"]
-        for project in ("aiko", "tattersail", "mojo-1"):
-            assert got[project] in (world["images_before"][project], world["images_after"][project])
-        assert integrity(db) == "ok"
-    assert hits >= 1
+@pytest.mark.parametrize("command", ["index", "export"])
+def test_unknown_crash_point_is_a_one_line_error(world, tmp_path, command):
+    """faults.py checks the variable when the command loads it, before any work."""
+    db = tmp_path / "c.db"
+    shutil.copyfile(world["before"], db)
+    args = ["index", world["incremental"].target] if command == "index" else ["export", "-"]
+    result = catalog(db, *args, env=with_env(CATALOG_CRASH_AT="nowhere"))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("catalog: error: CATALOG_CRASH_AT='nowhere': unknown point; one of ")
+    assert all(point in lines[0] for point in ALL_POINTS)
+    assert result.stdout == ""
+    assert Catalogue.of(db, world["order"]) == world["incremental"].before  # nothing was indexed
