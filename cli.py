@@ -360,28 +360,31 @@ def export(
     out: Annotated[str, typer.Argument(help="Training log to write (selection_only_log.csv); - for stdout.")],
     project: ProjectsOpt = None,
     anomalies_only: Annotated[bool, typer.Option("--anomalies-only", help="Only anomaly decisions.")] = False,
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv (trainer) or jsonl.")] = ExportFormat.csv,
+    fmt: Annotated[Optional[ExportFormat], typer.Option(
+        "--format", "-f", help="csv (trainer) or jsonl; default: from OUT's extension, else csv.")] = None,
     relative_to: RelativeOpt = None,
     merge: Annotated[bool, typer.Option("--merge", help="Append only new rows to an existing log.")] = False,
     force: ForceOpt = False,
     include_missing: IncludeMissingOpt = False,
 ) -> None:
     """Write one training row per decision (the trainer's selection_only_log.csv)."""
-    from catalog.database import open_catalog
+    from catalog.database import open_catalog, sqlite_path
     from catalog.errors import UsageError
-    from catalog.export import EXPORT_COLUMNS, check_out, decisions, training_row, write_rows
+    from catalog.export import EXPORT_COLUMNS, check_out, check_relative_to, decisions, export_format, training_row, write_rows
 
-    if merge and fmt != ExportFormat.csv:
+    kind = export_format(out, fmt.value if fmt else None)
+    if merge and kind != "csv":
         raise UsageError("--merge works on the trainer's CSV log; drop --format jsonl")
-    path = check_out(out, force=force, merge=merge)
+    path = check_out(out, force=force, merge=merge, catalogue=sqlite_path(state.db))
+    check_relative_to(relative_to)
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
         project, gone = _export_selection(conn, project, include_missing)
         found = decisions(conn, projects=project, anomalies_only=anomalies_only, relative_to=relative_to,
                           leave_out=gone)
-        rows = (training_row(d, as_json=fmt == ExportFormat.jsonl) for d in found)
-        result = write_rows(path, EXPORT_COLUMNS, rows, fmt=fmt.value, merge=merge)
-    _export_summary(result, merge)
+        rows = (training_row(d, as_json=kind == "jsonl") for d in found)
+        result = write_rows(path, EXPORT_COLUMNS, rows, fmt=kind, merge=merge)
+        _export_summary(conn, result, merge, left_out=not anomalies_only)
 
 
 @app.command("export-anomalies")
@@ -394,16 +397,17 @@ def export_anomalies(
     include_missing: IncludeMissingOpt = False,
 ) -> None:
     """Write the trainer's anomaly_cases.csv: decisions where a lower stage won."""
-    from catalog.database import open_catalog
-    from catalog.export import ANOMALY_COLUMNS, anomaly_row, check_out, decisions, write_rows
+    from catalog.database import open_catalog, sqlite_path
+    from catalog.export import ANOMALY_COLUMNS, anomaly_row, check_out, check_relative_to, decisions, write_rows
 
-    path = check_out(out, force=force, merge=False)
+    path = check_out(out, force=force, merge=False, catalogue=sqlite_path(state.db))
+    check_relative_to(relative_to)
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
         project, gone = _export_selection(conn, project, include_missing)
         found = decisions(conn, projects=project, anomalies_only=True, relative_to=relative_to, leave_out=gone)
         result = write_rows(path, ANOMALY_COLUMNS, (anomaly_row(d) for d in found))
-    _export_summary(result, False)
+        _export_summary(conn, result, False, left_out=False)
 
 
 def _known(conn, asked: Optional[List[str]]) -> Optional[List[str]]:
@@ -428,12 +432,25 @@ def _export_selection(conn, asked: Optional[List[str]], include_missing: bool):
     return asked, [p.name for p in gone]
 
 
-def _export_summary(result, merge: bool) -> None:
+def _export_summary(conn, result, merge: bool, *, left_out: bool) -> None:
+    """Per project: rows written and anomalies among them, and the groups an
+    export of decisions leaves out, with why; then the total."""
+    from catalog.views import stats as project_stats
+
+    # stderr when the rows themselves go to stdout
+    err = result.path == "-"
+    counts = {r["project"]: r for r in project_stats(conn, list(result.projects))} if left_out else {}
+    for name, (rows, anomalies) in sorted(result.projects.items()):
+        line = f"{name}: {rows} rows, {anomalies} anomalies"
+        c = counts.get(name)
+        if c and (c["skipped"] or c["kept_twice"]):
+            line += (f"; left out {c['skipped']} skipped groups (no winner) and "
+                     f"{c['kept_twice']} kept twice (two or more winners)")
+        typer.echo(line, err=err)
     msg = f"wrote {result.written} rows to {result.path}"
     if merge:
         msg += f" ({result.already} already there)"
-    # stderr when the rows themselves go to stdout
-    typer.echo(msg, err=result.path == "-")
+    typer.echo(msg, err=err)
 
 
 @app.command()

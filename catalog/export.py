@@ -14,14 +14,14 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, TextIO
 
 from sqlalchemy.engine import Connection
 
 from . import faults
-from .errors import UsageError
+from .errors import CatalogError, UsageError
 from .names import format_stage
 from .views import execute_for_projects
 
@@ -147,8 +147,16 @@ def anomaly_row(d: Decision) -> dict:
 @dataclass
 class ExportResult:
     written: int = 0
-    already: int = 0
+    already: int = 0  # rows of ours the merged log already had
     path: str = "-"
+    # project -> [rows written, anomalies among them]
+    projects: dict[str, list[int]] = field(default_factory=dict)
+
+    def count(self, row: dict) -> None:
+        self.written += 1
+        tally = self.projects.setdefault(row["project"], [0, 0])
+        tally[0] += 1
+        tally[1] += int(row.get("is_anomaly", 1))  # anomaly_cases rows are all anomalies
 
 
 def filename_of(path: str) -> str:
@@ -156,24 +164,73 @@ def filename_of(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
-def _read_log(path: Path) -> tuple[list[str], set[str], bytes]:
-    """(header, chosen filenames, raw bytes) of an existing training log."""
+SESSION_SUFFIX = "_extraction"
+
+
+@dataclass
+class TrainingLog:
+    """What --merge needs of an existing training log."""
+
+    header: list[str]
+    raw: bytes
+    newline: str
+    # (project, chosen filename) of every row whose project is known: the
+    # trainer's rule is one project per row, matched by filename within it.
+    keys: set[tuple[str, str]]
+    # chosen filenames of rows whose project cannot be told: they block that
+    # filename in every project, so a merge never writes a row twice.
+    unplaced: set[str]
+
+    def has(self, project: str, chosen_path: str) -> bool:
+        name = filename_of(chosen_path)
+        return (project, name) in self.keys or name in self.unplaced
+
+    def add(self, project: str, chosen_path: str) -> None:
+        self.keys.add((project, filename_of(chosen_path)))
+
+
+def _row_project(header: list[str], row: list[str]) -> Optional[str]:
+    """The project of a log row: its `project` column when the log has one,
+    else the historical session id `<project>_extraction`."""
+    if "project" in header:
+        k = header.index("project")
+        if k < len(row) and row[k]:
+            return row[k]
+    session = row[0] if row else ""
+    if session.endswith(SESSION_SUFFIX) and len(session) > len(SESSION_SUFFIX):
+        return session[: -len(SESSION_SUFFIX)]
+    return None
+
+
+def _read_log(path: Path) -> TrainingLog:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path} to merge into: {exc.strerror}") from None
     try:
-        reader = csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""))
+        text = raw.decode("utf-8-sig")
+        reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, [])
         if header[:5] != TRAINER_COLUMNS:
             raise UsageError(
                 f"{path} is not a training log: its first columns are {','.join(header[:5]) or '(none)'}, "
                 f"expected {','.join(TRAINER_COLUMNS)}; choose another file or drop --merge"
             )
-        chosen = {filename_of(row[2]) for row in reader if len(row) > 2}
+        keys: set[tuple[str, str]] = set()
+        unplaced: set[str] = set()
+        for row in reader:
+            if len(row) <= 2:
+                continue
+            project = _row_project(header, row)
+            if project is None:
+                unplaced.add(filename_of(row[2]))
+            else:
+                keys.add((project, filename_of(row[2])))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"{path} is not a readable CSV training log ({exc}); choose another file") from None
-    return header, chosen, raw
+    first_line_end = text.find("\n")
+    newline = "\r\n" if first_line_end > 0 and text[first_line_end - 1] == "\r" else "\n"
+    return TrainingLog(header, raw, newline, keys, unplaced)
 
 
 def _clear_stale_temps(out: Path) -> None:
@@ -187,7 +244,11 @@ def _clear_stale_temps(out: Path) -> None:
 def atomic_write(out: Path, write: Callable[[TextIO], None]) -> None:
     """Write OUT through a temporary file in the same folder, then rename."""
     _clear_stale_temps(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise CatalogError(f"cannot write {out}: {exc.strerror} in {out.parent}; "
+                           "choose a folder you can write to") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             write(f)
@@ -199,11 +260,14 @@ def atomic_write(out: Path, write: Callable[[TextIO], None]) -> None:
             os.chmod(tmp, 0o666 & ~_umask())
         faults.reach("export_written")
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+            raise CatalogError(f"cannot write {out}: {exc.strerror or exc}; nothing was changed "
+                               "(check the free space and permissions of its folder)") from None
         raise
 
 
@@ -213,8 +277,20 @@ def _umask() -> int:
     return mask
 
 
-def check_out(out: str, *, force: bool, merge: bool) -> Optional[Path]:
-    """Validate OUT before any query runs; None means stdout."""
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _is_sqlite_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def check_out(out: str, *, force: bool, merge: bool, catalogue: Optional[str] = None) -> Optional[Path]:
+    """Validate OUT before any query runs; None means stdout. A database
+    (the catalogue or any SQLite file) is never overwritten, whatever the flags."""
     if out == "-":
         if merge:
             raise UsageError("--merge needs a file to merge into, not -")
@@ -222,6 +298,10 @@ def check_out(out: str, *, force: bool, merge: bool) -> Optional[Path]:
     path = Path(out)
     if path.is_dir():
         raise UsageError(f"{out} is a folder; give a file name to export to")
+    if catalogue is not None and os.path.abspath(out) == os.path.abspath(catalogue):
+        raise UsageError(f"{out} is the catalogue itself; export to another file")
+    if path.exists() and _is_sqlite_file(path):
+        raise UsageError(f"{out} is a SQLite database, not an export; choose another file")
     if not path.parent.is_dir():
         raise UsageError(f"folder of {out} does not exist; create it first")
     if merge and force:
@@ -236,35 +316,34 @@ def check_out(out: str, *, force: bool, merge: bool) -> Optional[Path]:
 def write_rows(out: Optional[Path], columns: list[str], rows: Iterable[dict], *, fmt: str = "csv",
                merge: bool = False) -> ExportResult:
     """Write rows to OUT (None: stdout) as csv or jsonl; with `merge`, keep
-    OUT byte for byte and append only rows whose chosen image is new to it."""
+    OUT byte for byte and append only rows whose chosen image is new to it
+    (same project, same file name), in the log's own columns and line ends."""
     result = ExportResult(path=str(out) if out else "-")
-    header, seen, raw = (columns, set(), b"")
-    if merge:
-        header, seen, raw = _read_log(out)
+    log = _read_log(out) if merge and out is not None else None
 
     def emit(f: TextIO) -> None:
-        if merge:
-            f.flush()
-            f.buffer.write(raw)  # the existing log, byte for byte
-            if raw and not raw.endswith(b"\n"):
-                f.buffer.write(b"\n")
         if fmt == "jsonl":
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                result.written += 1
+                result.count(row)
             return
-        writer = csv.writer(f, lineterminator="\n")
-        if not merge:
+        if log is not None:
+            f.flush()
+            f.buffer.write(log.raw)  # type: ignore[attr-defined]  # the existing log, byte for byte
+            if log.raw and not log.raw.endswith(b"\n"):
+                f.buffer.write(log.newline.encode())  # type: ignore[attr-defined]
+        writer = csv.writer(f, lineterminator=log.newline if log else "\n")
+        header = log.header if log else columns
+        if log is None:
             writer.writerow(columns)
         for row in rows:
-            if merge:
-                name = filename_of(row["chosen_path"])
-                if name in seen:
+            if log is not None:
+                if log.has(row["project"], row["chosen_path"]):
                     result.already += 1
                     continue
-                seen.add(name)
+                log.add(row["project"], row["chosen_path"])
             writer.writerow([row.get(c, "") for c in header])
-            result.written += 1
+            result.count(row)
 
     if out is None:
         emit(sys.stdout)
@@ -272,3 +351,20 @@ def write_rows(out: Optional[Path], columns: list[str], rows: Iterable[dict], *,
     else:
         atomic_write(out, emit)
     return result
+
+
+def export_format(out: str, asked: Optional[str]) -> str:
+    """csv or jsonl: as asked, else from OUT's extension; a mismatch is refused."""
+    ext = Path(out).suffix.lower() if out != "-" else ""
+    by_ext = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}.get(ext)
+    if asked is None:
+        return by_ext or "csv"
+    if by_ext is not None and by_ext != asked:
+        raise UsageError(f"{out} looks like {by_ext} but --format {asked} was given; "
+                         f"name the file *.{'jsonl' if asked == 'jsonl' else 'csv'} or drop --format")
+    return asked
+
+
+def check_relative_to(folder: Optional[str]) -> None:
+    if folder is not None and not os.path.isdir(folder):
+        raise UsageError(f"--relative-to {folder} is not an existing folder; give the folder paths should start from")
