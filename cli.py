@@ -298,10 +298,10 @@ def db_upgrade() -> None:
 @db_app.command("current")
 @handled
 def db_current() -> None:
-    """Show the schema revision of the catalogue (upgrading it first if behind)."""
-    from catalog.database import open_catalog, revision_of
+    """Show the schema revision of the catalogue (read-only: never creates or upgrades it)."""
+    from catalog.database import current
 
-    typer.echo(revision_of(open_catalog(state.db, write=True)))
+    typer.echo(current(state.db))
 
 
 # ---------------------------------------------------------------- sample

@@ -143,6 +143,28 @@ def open_existing(target: str) -> Optional[Engine]:
     return _open(target, False, may_upgrade=False)[0]
 
 
+def current(target: str) -> str:
+    """`catalog db current`: the schema revision, read without creating,
+    migrating or writing anything."""
+    path = sqlite_path(target)
+    if path is not None:
+        _check_sqlite_file(path, must_exist=True)
+    try:
+        engine = open_engine(target, readonly=True)
+        try:
+            revision = revision_of(engine)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        raise describe_db_error(exc, target) from None
+    if revision is None:
+        raise UsageError(f"no catalogue in {target} yet; run `catalog index PATH` first")
+    if revision != HEAD_REVISION:
+        _check_known(revision, target)
+        return f"{revision} (behind {HEAD_REVISION}; run `catalog db upgrade`)"
+    return revision
+
+
 def migrate(target: str) -> tuple[Optional[str], str]:
     """`catalog db upgrade`: create or upgrade; returns (revision before, after)."""
     engine, before = _open(target, True)
