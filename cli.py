@@ -178,6 +178,8 @@ def index(
     sandbox: Annotated[Optional[str], typer.Option("--sandbox", help="Explicit sandbox folder.")] = None,
     final: Annotated[Optional[str], typer.Option("--final", help="Explicit final folder.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
+    list_paths: Annotated[bool, typer.Option("--list", help="With --dry-run: list every path that would be "
+                                                            "added, changed or removed.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary lines.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")] = False,
 ) -> None:
@@ -187,6 +189,8 @@ def index(
     from catalog.index import sync_or_fail, vanished
     from catalog.projects import requested, stored_projects
 
+    if list_paths and not dry_run:
+        raise UsageError("--list goes with --dry-run")
     found = requested(paths, project, sandbox, final)
     if not found:
         # No PATH: every catalogued project, from the folders it was indexed from.
@@ -206,8 +210,8 @@ def index(
                        f"(left out of exports; `catalog forget {p.name}` removes it)", err=True)
             continue
         label = f"{p.name} ({i}/{len(found)})" if len(found) > 1 else p.name
-        summary = _with_progress(lambda cb: sync_or_fail(engine, p, dry_run=dry_run, progress=cb,
-                                                         target=state.db), label)
+        summary = _with_progress(lambda cb: sync_or_fail(engine, p, dry_run=dry_run, list_paths=list_paths,
+                                                         progress=cb, target=state.db), label)
         summaries.append(summary)
         _report(summary, quiet, as_json)
     for p in vanished(engine, [p.name for p in found]):
@@ -260,6 +264,10 @@ def _report(s, quiet: bool, as_json: bool) -> None:
         typer.echo(f"{s.project}: would add {s.added}, change {s.changed}, remove {s.removed}, "
                    f"keep {s.unchanged}; groups {s.groups_added} new, {s.groups_removed} gone "
                    "(dry run, nothing written)")
+        for role, lists in (s.paths or {}).items():
+            for verb, sign in (("added", "+"), ("changed", "~"), ("removed", "-")):
+                for path in lists[verb]:
+                    typer.echo(f"  {sign} {role}/{path}")
     else:
         typer.echo(f"{s.project}: {s.added} added, {s.changed} changed, {s.removed} removed, "
                    f"{s.unchanged} unchanged; {s.groups} groups, {s.decisions} decisions, "

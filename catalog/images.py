@@ -9,7 +9,7 @@ inside the caller's transaction (one per project sync).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, NamedTuple, Optional
 
@@ -119,6 +119,12 @@ class FolderPlan:
     updates: list[tuple]  # in UPDATE_COLUMNS order
     deletes: list[int]  # image ids
     rows: dict[str, ImageRow]  # rel_path -> the row as it will be stored
+    changed_paths: list[str] = field(default_factory=list)
+    removed_paths: list[str] = field(default_factory=list)
+
+    @property
+    def added_paths(self) -> list[str]:
+        return [row[3] for row in self.inserts]
 
 
 def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: int, *,
@@ -134,6 +140,7 @@ def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: i
     inserts: list[tuple] = []
     updates: list[tuple] = []
     rows: dict[str, ImageRow] = {}
+    changed_paths: list[str] = []
     for entry in scan_images(root, warn=warn, progress=progress):
         old = known.pop(entry.rel_path, None)
         if old is not None and old.size_bytes == entry.size_bytes and old.mtime_ns == entry.mtime_ns:
@@ -150,9 +157,11 @@ def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: i
             changes.changed += 1
             image_id = old.id
             updates.append((*fields, image_id))
+            changed_paths.append(entry.rel_path)
         rows[entry.rel_path] = ImageRow(image_id, entry.dir, entry.filename, *fields[:2], *fields[3:5])
     changes.removed = len(known)
-    return FolderPlan(role, changes, inserts, updates, [old.id for old in known.values()], rows)
+    return FolderPlan(role, changes, inserts, updates, [old.id for old in known.values()], rows,
+                      changed_paths, sorted(known))
 
 
 def unchanged_folder(role: str, stored: dict[str, StoredImage]) -> FolderPlan:

@@ -53,15 +53,32 @@ class ProjectSummary:
     dry_run: bool = False
     error: Optional[str] = None
     warnings: list[str] = field(default_factory=list)
+    # --dry-run --list: role -> {"added": [...], "changed": [...], "removed": [...]} relative paths
+    paths: Optional[dict] = None
+
+    # What only a real sync knows: read back from the views after writing.
+    DERIVED = ("groups", "decisions", "anomalies", "orphans", "skipped", "kept_twice")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if self.dry_run:
+            # A dry run does not derive these; zeros would read as facts.
+            for key in self.DERIVED:
+                del out[key]
+        if self.paths is None:
+            del out["paths"]
+        return out
 
-    def take(self, plan: ProjectPlan) -> None:
+    def take(self, plan: ProjectPlan, *, list_paths: bool = False) -> None:
         changes = plan.changes
         self.added, self.changed = changes.added, changes.changed
         self.removed, self.unchanged = changes.removed, changes.unchanged
         self.groups_added, self.groups_removed = len(plan.groups.inserts), len(plan.groups.deletes)
+        if list_paths:
+            self.paths = {
+                f.role: {"added": f.added_paths, "changed": f.changed_paths, "removed": f.removed_paths}
+                for f in plan.folders
+            }
 
 
 def utcnow() -> datetime:
@@ -137,13 +154,13 @@ def index_project(
         faults.reach("before_commit")
     faults.reach("committed")
     summary.take(plan)
-    for key in ("groups", "decisions", "anomalies", "orphans", "skipped", "kept_twice"):
+    for key in ProjectSummary.DERIVED:
         setattr(summary, key, counts[key])
     summary.seconds = round(time.perf_counter() - clock, 3)
     return summary
 
 
-def pretend_project(engine: Optional[Engine], project: Project) -> ProjectSummary:
+def pretend_project(engine: Optional[Engine], project: Project, *, list_paths: bool = False) -> ProjectSummary:
     """What `index_project` would change, without writing (for --dry-run)."""
     summary = ProjectSummary(project.name, project.sandbox_dir, project.final_dir, dry_run=True)
     clock = time.perf_counter()
@@ -160,18 +177,18 @@ def pretend_project(engine: Optional[Engine], project: Project) -> ProjectSummar
     else:
         with engine.connect() as conn:
             plan = run(conn)
-    summary.take(plan)
+    summary.take(plan, list_paths=list_paths)
     summary.seconds = round(time.perf_counter() - clock, 3)
     return summary
 
 
-def sync_or_fail(engine: Optional[Engine], project: Project, *, dry_run: bool = False,
+def sync_or_fail(engine: Optional[Engine], project: Project, *, dry_run: bool = False, list_paths: bool = False,
                  progress: Optional[Callable[[int], None]] = None, target: str = "") -> ProjectSummary:
     """Sync (or pretend to) one project; a failure becomes `summary.error`
     instead of stopping the projects after it. Interrupts still stop the run."""
     try:
         if dry_run:
-            return pretend_project(engine, project)
+            return pretend_project(engine, project, list_paths=list_paths)
         assert engine is not None
         return index_project(engine, project, progress=progress)
     except CatalogError as exc:

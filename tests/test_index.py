@@ -181,3 +181,31 @@ def test_picking_and_unpicking_an_image_updates_its_group(sample, run):
     assert run("index", root).exit_code == 0
     assert query(run.db, "SELECT count(*) FROM skipped_groups WHERE set_id = ?", set_id) == [(1,)]
     assert query(run.db, "SELECT count(*) FROM decisions WHERE set_id = ?", set_id) == [(0,)]
+
+
+def test_dry_run_lists_paths_and_reports_only_what_it_computes(sample, run):
+    root, expected = sample
+    assert run("index", root).exit_code == 0
+    before = snapshot(run.db)
+    aiko = root / "sandbox" / "aiko"
+    group = expected.projects["aiko"].groups[0]
+    shutil.copy(aiko / group[0], aiko / "20300101_000000_stage1_generated.png")
+    (aiko / group[-1]).unlink()
+    changed = aiko / group[0]
+    changed.write_bytes(changed.read_bytes() + b"\x00")
+    result = run("index", root, "--dry-run", "--list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert f"  - sandbox/{group[-1]}" in lines
+    assert f"  ~ sandbox/{group[0]}" in lines
+    assert "  + sandbox/20300101_000000_stage1_generated.png" in lines
+    assert sum(1 for line in lines if line.startswith("  ")) == 3
+    summaries = json.loads(run("index", root, "--dry-run", "--json", "--list").stdout)
+    aiko_summary = next(s for s in summaries if s["project"] == "aiko")
+    assert aiko_summary["paths"]["sandbox"] == {"added": ["20300101_000000_stage1_generated.png"],
+                                                 "changed": [group[0]], "removed": [group[-1]]}
+    for key in ("groups", "decisions", "anomalies", "orphans"):
+        assert key not in aiko_summary  # a dry run does not derive them: no zeros posing as facts
+    assert aiko_summary["groups_removed"] >= 1  # the group that lost its top stage is replaced
+    assert snapshot(run.db) == before
+    assert run("index", root, "--list").exit_code == 2
