@@ -100,6 +100,21 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what the command was doing when it came."""
+
+
+# What Ctrl-C leaves behind, command by command (index says it per project).
+INTERRUPTED = {
+    "sql": "the query was stopped; nothing was changed",
+    "export": "OUT was left as it was (the rows are written to a temporary file, renamed only when complete)",
+    "export_anomalies": "OUT was left as it was (the rows are written to a temporary file, renamed only when complete)",
+    "forget": "nothing was forgotten (one transaction)",
+    "sample": "the sample folder is incomplete; delete it and run catalog sample again",
+    "db_upgrade": "the schema was left as it was (an upgrade is one transaction)",
+}
+
+
 def handled(fn):
     """Turn expected failures into one line on stderr and an exit code."""
 
@@ -113,8 +128,9 @@ def handled(fn):
             if state.debug:
                 raise
             fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted; the project being indexed was left as it was before this run", 130)
+        except KeyboardInterrupt as exc:
+            fail(str(exc) if isinstance(exc, Interrupted) else
+                 "interrupted; " + INTERRUPTED.get(fn.__name__, "nothing was changed"), 130)
         except BrokenPipeError:
             # `catalog sql ... | head`: the reader left; not an error worth a trace.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -201,19 +217,22 @@ def index(
         if not found:
             raise UsageError("the catalogue holds no project yet; give PATH... to index")
     engine = open_existing(state.db) if dry_run else open_catalog(state.db, write=True)
-    summaries = []
+    summaries: list = []
     missing = []
-    for i, p in enumerate(found, start=1):
-        if p.layout == "stored" and not os.path.isdir(p.sandbox_dir):
-            missing.append(p)
-            typer.echo(f"catalog: warning: {p.name}: sandbox folder {p.sandbox_dir} is missing; skipped "
-                       f"(left out of exports; `catalog forget {p.name}` removes it)", err=True)
-            continue
-        label = f"{p.name} ({i}/{len(found)})" if len(found) > 1 else p.name
-        summary = _with_progress(lambda cb: sync_or_fail(engine, p, dry_run=dry_run, list_paths=list_paths,
-                                                         progress=cb, target=state.db), label)
-        summaries.append(summary)
-        _report(summary, quiet, as_json)
+    try:
+        for i, p in enumerate(found, start=1):
+            if p.layout == "stored" and not os.path.isdir(p.sandbox_dir):
+                missing.append(p)
+                typer.echo(f"catalog: warning: {p.name}: sandbox folder {p.sandbox_dir} is missing; skipped "
+                           f"(left out of exports; `catalog forget {p.name}` removes it)", err=True)
+                continue
+            label = f"{p.name} ({i}/{len(found)})" if len(found) > 1 else p.name
+            summary = _with_progress(lambda cb: sync_or_fail(engine, p, dry_run=dry_run, list_paths=list_paths,
+                                                             progress=cb, target=state.db), label)
+            summaries.append(summary)
+            _report(summary, quiet, as_json)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(_interrupted_index(exc, summaries)) from None
     for p in vanished(engine, [p.name for p in found]):
         typer.echo(f"catalog: warning: {p.name}: sandbox folder {p.sandbox_dir} is gone (renamed or unmounted?); "
                    f"it is left out of exports; `catalog forget {p.name}` removes it", err=True)
@@ -230,6 +249,21 @@ def index(
         typer.echo(line)
     if failed:
         raise typer.Exit(1)
+
+
+def _interrupted_index(exc: KeyboardInterrupt, summaries: list) -> str:
+    """Which project Ctrl-C stopped, and which were synced before it."""
+    from catalog.index import SyncInterrupted
+
+    done = [s.project for s in summaries if not s.error]
+    what = "interrupted"
+    if isinstance(exc, SyncInterrupted):
+        if exc.committed:
+            done.append(exc.project)
+            what = f"interrupted after {exc.project} was synced"
+        else:
+            what = f"interrupted while indexing {exc.project}, which was left as it was before this run"
+    return f"{what}; synced in this run: {', '.join(done) or 'none'}"
 
 
 def _with_progress(work, name: str):
@@ -350,11 +384,13 @@ def sql(
     limit: LimitOpt = 1000,
     show_all: AllOpt = False,
     no_headers: NoHeadersOpt = False,
+    timeout: Annotated[Optional[float], typer.Option(
+        "--timeout", min=0.001, help="Stop the query after this many seconds (default: no limit).")] = None,
 ) -> None:
     """Run one read-only SQL statement over the catalogue and its views."""
     from catalog.query import read_query, run_sql
 
-    with run_sql(state.db, read_query(query)) as (columns, rows):
+    with run_sql(state.db, read_query(query), timeout=timeout) as (columns, rows):
         if columns:
             print_rows(columns, rows, fmt, limit=limit, show_all=show_all, no_headers=no_headers)
 

@@ -7,10 +7,17 @@ if a statement only one backend understands is needed, it goes here.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator, Optional
 from urllib.parse import quote
 
 from sqlalchemy import event
+
+from . import faults
 from sqlalchemy.engine import Connection, Engine
 
 # Long enough for a second `catalog index` to wait out a typical project sync
@@ -105,3 +112,53 @@ def begin_read_only(conn: Connection) -> None:
     """Make the transaction just begun on `conn` read-only on PostgreSQL."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+class QueryLimit:
+    """Stops a running query on Ctrl-C or after `timeout` seconds.
+
+    SQLite runs a query inside one C call, where Python's own Ctrl-C handling
+    never gets a turn; a progress handler, called every few thousand virtual
+    machine steps, asks this object whether to go on. PostgreSQL gets a
+    `statement_timeout`, and psycopg cancels the server-side query itself on
+    Ctrl-C.
+    """
+
+    def __init__(self, timeout: Optional[float] = None):
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.interrupted = False
+        self.expired = False
+
+    def should_stop(self) -> int:
+        faults.reach("query_running")
+        if self.interrupted:
+            return 1
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.expired = True
+            return 1
+        return 0
+
+    def apply(self, conn: Connection) -> None:
+        if conn.dialect.name == "sqlite":
+            conn.connection.dbapi_connection.set_progress_handler(self.should_stop, 10_000)
+        elif conn.dialect.name == "postgresql" and self.timeout is not None:
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}")
+
+    @contextmanager
+    def catching_ctrl_c(self) -> Iterator[None]:
+        """While the query runs, Ctrl-C asks it to stop instead of being lost in C."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(_signum, _frame):
+            if self.interrupted:  # a second Ctrl-C: stop waiting politely
+                raise KeyboardInterrupt
+            self.interrupted = True
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

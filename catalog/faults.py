@@ -2,10 +2,11 @@
 
 Owns the crash-test hook. A test sets ``CATALOG_CRASH_AT=<point>`` (or
 ``<point>:<n>`` for the n-th time the point is reached, counting from 1) and
-optionally ``CATALOG_CRASH_WITH=kill|interrupt`` (default ``kill``). When the
-process reaches that point it writes ``catalog: crash point <point> reached``
-to stderr and then either SIGKILLs itself (a power cut, as far as the
-database can tell) or raises KeyboardInterrupt (Ctrl-C). Tests therefore hit
+optionally ``CATALOG_CRASH_WITH=kill|interrupt|sigint`` (default ``kill``).
+When the process reaches that point it writes ``catalog: crash point <point>
+reached`` to stderr and then SIGKILLs itself (a power cut, as far as the
+database can tell), raises KeyboardInterrupt (Ctrl-C as Python sees it), or
+sends itself a real SIGINT and carries on (Ctrl-C as the terminal sends it). Tests therefore hit
 the phase they name on any machine, however loaded, with no sleeps.
 
 Without the variable, `reach` is a dictionary-free no-op.
@@ -19,7 +20,8 @@ catalog/export.py):
 - ``matches_written``: winner matches written;
 - ``before_commit``: the scans row written, commit next;
 - ``committed``: the project is committed, the next one not started;
-- ``export_written``: an export's temporary file is complete, the rename next.
+- ``export_written``: an export's temporary file is complete, the rename next;
+- ``query_running``: `catalog sql`'s statement is running inside SQLite.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ import signal
 import sys
 
 POINTS = ("sync_started", "images_written", "groups_written", "matches_written", "before_commit",
-          "committed", "export_written")
+          "committed", "export_written", "query_running")
 
 
-WAYS = ("kill", "interrupt")
+WAYS = ("kill", "interrupt", "sigint")
 
 
 def _target() -> tuple[str, int] | None:
@@ -63,6 +65,12 @@ def reach(point: str) -> None:
         return
     sys.stderr.write(f"catalog: crash point {point} reached\n")
     sys.stderr.flush()
-    if os.environ.get("CATALOG_CRASH_WITH", "kill") == "interrupt":
+    way = os.environ.get("CATALOG_CRASH_WITH", "kill")
+    if way == "interrupt":
         raise KeyboardInterrupt
+    if way == "sigint":
+        # A real Ctrl-C from the operating system; the process carries on
+        # until its signal handling acts on it.
+        os.kill(os.getpid(), signal.SIGINT)
+        return
     os.kill(os.getpid(), signal.SIGKILL)

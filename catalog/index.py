@@ -81,6 +81,16 @@ class ProjectSummary:
             }
 
 
+class SyncInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a project's sync: which project, and whether its
+    transaction had already committed when it came."""
+
+    def __init__(self, project: str, committed: bool):
+        super().__init__(project)
+        self.project = project
+        self.committed = committed
+
+
 def utcnow() -> datetime:
     # Stored naive: DateTime columns are UTC by convention on every backend.
     return datetime.now(timezone.utc).replace(tzinfo=None)
@@ -113,6 +123,17 @@ def index_project(
     *,
     progress: Optional[Callable[[int], None]] = None,
 ) -> ProjectSummary:
+    committed = False
+    try:
+        summary = _sync(engine, project, progress)
+        committed = True
+        faults.reach("committed")
+    except KeyboardInterrupt:
+        raise SyncInterrupted(project.name, committed) from None
+    return summary
+
+
+def _sync(engine: Engine, project: Project, progress: Optional[Callable[[int], None]]) -> ProjectSummary:
     summary = ProjectSummary(project.name, project.sandbox_dir, project.final_dir)
     started = utcnow()
     clock = time.perf_counter()
@@ -152,7 +173,6 @@ def index_project(
             .values(indexed_at=utcnow(), derived_version=DERIVED_VERSION)
         )
         faults.reach("before_commit")
-    faults.reach("committed")
     summary.take(plan)
     for key in ProjectSummary.DERIVED:
         setattr(summary, key, counts[key])

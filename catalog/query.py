@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -103,20 +103,30 @@ def describe_error(exc: SQLAlchemyError) -> CatalogError:
 
 
 @contextmanager
-def run_sql(target: str, sql: str) -> Iterator[tuple[list[str], Iterator[tuple]]]:
-    """Yield (column names, row iterator) for one read-only statement."""
+def run_sql(target: str, sql: str, *, timeout: Optional[float] = None) -> Iterator[tuple[list[str], Iterator[tuple]]]:
+    """Yield (column names, row iterator) for one read-only statement; the
+    rows stream while the caller iterates. Ctrl-C stops the query (raised as
+    KeyboardInterrupt); so does `timeout` seconds (a CatalogError)."""
     statement = one_statement(sql)
     engine = open_catalog(target, write=False)
+    limit = dialects.QueryLimit(timeout)
     try:
         with engine.connect() as conn:
             conn.begin()
             dialects.begin_read_only(conn)
+            limit.apply(conn)
             try:
-                result = conn.exec_driver_sql(statement)
-                columns = list(result.keys()) if result.returns_rows else []
-                rows = iter(result) if result.returns_rows else iter(())
-                yield columns, rows
+                with limit.catching_ctrl_c():
+                    result = conn.exec_driver_sql(statement)
+                    columns = list(result.keys()) if result.returns_rows else []
+                    rows = iter(result) if result.returns_rows else iter(())
+                    yield columns, rows
             except SQLAlchemyError as exc:
+                if limit.interrupted:
+                    raise KeyboardInterrupt from None
+                if limit.expired or "statement timeout" in str(exc):
+                    raise CatalogError(f"the query ran past --timeout {timeout:g} s and was stopped; "
+                                       "narrow it or give a longer --timeout") from None
                 raise describe_error(exc) from None
             finally:
                 conn.rollback()

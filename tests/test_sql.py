@@ -97,3 +97,41 @@ def test_reading_pragmas_still_work(indexed, run):
     result = run("sql", "PRAGMA table_info(images)", "-f", "json")
     assert result.exit_code == 0, result.output
     assert "rel_path" in {r["name"] for r in json.loads(result.stdout)}
+
+
+ENDLESS = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+
+
+def test_timeout_stops_an_endless_query(indexed, run):
+    _, run.db, _ = indexed
+    before = fingerprint(run.db)
+    result = run("sql", ENDLESS, "--timeout", "0.2")
+    assert result.exit_code == 1, result.output
+    assert "ran past --timeout 0.2 s" in result.stderr and "Traceback" not in result.output
+    assert fingerprint(run.db) == before
+
+
+def test_ctrl_c_stops_a_query_running_inside_sqlite(indexed):
+    """A real SIGINT, sent by the process to itself once the statement is
+    running in SQLite's C code (where Python's own handler never gets a turn)."""
+    from proc import catalog, crash_env
+
+    _, db, _ = indexed
+    proc = catalog(db, "sql", ENDLESS, env=crash_env("query_running", how="sigint"), timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["catalog: crash point query_running reached",
+                     "catalog: error: interrupted; the query was stopped; nothing was changed"]
+
+
+@pytest.mark.parametrize("cmd", ["export", "export-anomalies"])
+def test_ctrl_c_during_export_says_the_file_was_kept(indexed, tmp_path, cmd):
+    from proc import catalog, crash_env
+
+    _, db, _ = indexed
+    out = tmp_path / "out.csv"
+    out.write_text("previous\n")
+    proc = catalog(db, cmd, out, "--force", env=crash_env("export_written", how="interrupt"))
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("catalog: error: interrupted; OUT was left as it was")
+    assert out.read_text() == "previous\n"
