@@ -267,15 +267,26 @@ def _interrupted_index(exc: KeyboardInterrupt, summaries: list) -> str:
 
 
 def _with_progress(work, name: str):
+    """Run work(progress) with a progress bar on a terminal: the project (and
+    its place in the run), the phase, and done/total once the total is known."""
     if not sys.stderr.isatty():
         return work(None)
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} images"),
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"scanning {name}", total=None)
-        return work(lambda n: bar.update(task, completed=n))
+        task = bar.add_task(name, total=None)
+        bar.refresh()
+        shown = [""]
+
+        def update(phase: str, done: int, total: Optional[int]) -> None:
+            bar.update(task, description=f"{name}: {phase}", completed=done, total=total)
+            if phase != shown[0]:  # every phase is drawn at least once, however short
+                shown[0] = phase
+                bar.refresh()
+
+        return work(update)
 
 
 def _report(s, quiet: bool, as_json: bool) -> None:
@@ -367,7 +378,11 @@ def sample(
     target = Path(directory)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(f"{directory} exists and is not an empty folder; choose a new folder")
-    expected = write_sample(target, groups=groups, seed=seed, images=images)
+    expected = _with_progress(
+        lambda update: write_sample(target, groups=groups, seed=seed, images=images,
+                                    progress=(lambda done, total: update("groups written", done, total))
+                                    if update else None),
+        f"sample {directory}")
     n = sum(p.sandbox_images for p in expected.projects.values())
     typer.echo(f"wrote {len(expected.projects)} projects, {n} sandbox images, "
                f"{expected.anomalies} anomalies to {directory} (truth in {EXPECTED_FILE})")

@@ -127,26 +127,40 @@ class FolderPlan:
         return [row[3] for row in self.inserts]
 
 
+# progress(phase, done, total): total is None while it is not known yet.
+Progress = Callable[[str, int, Optional[int]], None]
+
+
 def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: int, *,
                 warn: Callable[[str], None] = lambda msg: None,
-                progress: Optional[Callable[[int], None]] = None) -> FolderPlan:
+                progress: Optional[Progress] = None) -> FolderPlan:
     """Compare the folder `root` with its `stored` rows; nothing is written.
 
-    New images get ids from `next_id` on, so the groups and matches planned
-    on them can name them before they exist.
+    First the walk (size and mtime only), then names and headers of the new
+    and changed files, whose number is then known. New images get ids from
+    `next_id` on, in walk order, so the groups and matches planned on them
+    can name them before they exist.
     """
     known = dict(stored)
     changes = Changes()
-    inserts: list[tuple] = []
-    updates: list[tuple] = []
-    rows: dict[str, ImageRow] = {}
-    changed_paths: list[str] = []
-    for entry in scan_images(root, warn=warn, progress=progress):
+    rows: dict[str, Optional[ImageRow]] = {}
+    fresh: list[tuple[FileEntry, Optional[StoredImage]]] = []
+    scanning = f"scanning {role}"
+    for entry in scan_images(root, warn=warn,
+                             progress=(lambda n: progress(scanning, n, None)) if progress else None):
         old = known.pop(entry.rel_path, None)
         if old is not None and old.size_bytes == entry.size_bytes and old.mtime_ns == entry.mtime_ns:
             changes.unchanged += 1
             rows[entry.rel_path] = old.as_image()
-            continue
+        else:
+            rows[entry.rel_path] = None  # keeps its place in walk order until read below
+            fresh.append((entry, old))
+
+    inserts: list[tuple] = []
+    updates: list[tuple] = []
+    changed_paths: list[str] = []
+    reading = f"reading {role} names and headers"
+    for k, (entry, old) in enumerate(fresh, start=1):
         fields = _fields(entry)
         if old is None:
             changes.added += 1
@@ -159,9 +173,11 @@ def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: i
             updates.append((*fields, image_id))
             changed_paths.append(entry.rel_path)
         rows[entry.rel_path] = ImageRow(image_id, entry.dir, entry.filename, *fields[:2], *fields[3:5])
+        if progress is not None and (k % 1000 == 0 or k == len(fresh)):
+            progress(reading, k, len(fresh))
     changes.removed = len(known)
-    return FolderPlan(role, changes, inserts, updates, [old.id for old in known.values()], rows,
-                      changed_paths, sorted(known))
+    return FolderPlan(role, changes, inserts, updates, [old.id for old in known.values()],
+                      rows, changed_paths, sorted(known))  # type: ignore[arg-type]  # every None was filled
 
 
 def unchanged_folder(role: str, stored: dict[str, StoredImage]) -> FolderPlan:
@@ -171,16 +187,32 @@ def unchanged_folder(role: str, stored: dict[str, StoredImage]) -> FolderPlan:
     return FolderPlan(role, Changes(), [], [], [], rows)
 
 
-def write_folder(conn: Connection, project_id: int, plan: FolderPlan) -> None:
+def write_folder(conn: Connection, project_id: int, plan: FolderPlan,
+                 progress: Optional[Progress] = None) -> None:
     """Write a folder plan: deletes, then inserts and updates, in batches."""
+    total = len(plan.deletes) + len(plan.inserts) + len(plan.updates)
+    done = 0
+    writing = f"writing {plan.role} images"
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(writing, done, total)
+
     for start in range(0, len(plan.deletes), BATCH):
-        executemany(conn, _delete, [(i,) for i in plan.deletes[start:start + BATCH]], ("image_id",))
+        batch_ids = plan.deletes[start:start + BATCH]
+        executemany(conn, _delete, [(i,) for i in batch_ids], ("image_id",))
+        advance(len(batch_ids))
     insert = images.insert()
     for start in range(0, len(plan.inserts), BATCH):
         batch = [(row[0], project_id, *row[2:]) for row in plan.inserts[start:start + BATCH]]
         executemany(conn, insert, batch, INSERT_COLUMNS)
+        advance(len(batch))
     for start in range(0, len(plan.updates), BATCH):
-        executemany(conn, _update, plan.updates[start:start + BATCH], UPDATE_COLUMNS)
+        batch = plan.updates[start:start + BATCH]
+        executemany(conn, _update, batch, UPDATE_COLUMNS)
+        advance(len(batch))
 
 
 def next_image_id(conn: Optional[Connection]) -> int:

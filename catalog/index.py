@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import dialects, faults
 from .errors import CatalogError
+from .images import Progress
 from .projects import Project, missing_projects, resolve_names
 from .schema import DERIVED_VERSION, group_members, image_groups, images, matches, projects, scans
 from .sync import ProjectPlan, apply_plan, plan_project
@@ -121,7 +122,7 @@ def index_project(
     engine: Engine,
     project: Project,
     *,
-    progress: Optional[Callable[[int], None]] = None,
+    progress: Optional[Progress] = None,
 ) -> ProjectSummary:
     committed = False
     try:
@@ -133,7 +134,7 @@ def index_project(
     return summary
 
 
-def _sync(engine: Engine, project: Project, progress: Optional[Callable[[int], None]]) -> ProjectSummary:
+def _sync(engine: Engine, project: Project, progress: Optional[Progress]) -> ProjectSummary:
     summary = ProjectSummary(project.name, project.sandbox_dir, project.final_dir)
     started = utcnow()
     clock = time.perf_counter()
@@ -159,7 +160,7 @@ def _sync(engine: Engine, project: Project, progress: Optional[Callable[[int], N
         faults.reach("sync_started")
         plan = plan_project(conn, project_id, project, derived_current=derived_current,
                             warn=summary.warnings.append, progress=progress)
-        apply_plan(conn, project_id, plan)
+        apply_plan(conn, project_id, plan, progress)
         counts = project_counts(conn, project.name)
         changes = plan.changes
         conn.execute(scans.insert().values(
@@ -203,7 +204,7 @@ def pretend_project(engine: Optional[Engine], project: Project, *, list_paths: b
 
 
 def sync_or_fail(engine: Optional[Engine], project: Project, *, dry_run: bool = False, list_paths: bool = False,
-                 progress: Optional[Callable[[int], None]] = None, target: str = "") -> ProjectSummary:
+                 progress: Optional[Progress] = None, target: str = "") -> ProjectSummary:
     """Sync (or pretend to) one project; a failure becomes `summary.error`
     instead of stopping the projects after it. Interrupts still stop the run."""
     try:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from .names import format_name
 
@@ -242,7 +242,8 @@ class _Writer:
 
 
 def write_sample(directory: str | os.PathLike, *, groups: int = 60, seed: int = 7,
-                 images: Optional[int] = None, companions: bool = True) -> Expected:
+                 images: Optional[int] = None, companions: bool = True,
+                 progress: Optional[Callable[[int, int], None]] = None) -> Expected:
     """Write the sample workspace; returns (and saves) what it holds.
 
     `groups` is the total over the sample's projects. With `images`, the
@@ -267,10 +268,14 @@ def write_sample(directory: str | os.PathLike, *, groups: int = 60, seed: int = 
         count = max(1, -(-total_groups // per_group_cap))
         plan = [(f"project-{i + 1:03d}", i % 3 == 2, ["", "tara"] if i % 2 else [""]) for i in range(count)]
         per_project = [total_groups // count + (1 if i < total_groups % count else 0) for i in range(count)]
+    total, done = sum(per_project), 0
     for (name, bare, folders), n in zip(plan, per_project):
         writer = _Writer(root, name, rng, bare=bare, folders=folders, companions=companions)
         for i in range(n):
             writer.group(i)
+            done += 1
+            if progress is not None and (done % 200 == 0 or done == total):
+                progress(done, total)
         writer.extras()
         expected.projects[name] = writer.expected
     (root / EXPECTED_FILE).write_text(expected.to_json())

@@ -28,7 +28,8 @@ from sqlalchemy.engine import Connection
 from . import faults
 from .errors import CatalogError
 from .grouping import GroupPlan, delete_groups, form_groups, plan_groups, read_groups, write_groups
-from .images import Changes, FolderPlan, next_image_id, plan_folder, read_folder, unchanged_folder, write_folder
+from .images import (Changes, FolderPlan, Progress, next_image_id, plan_folder, read_folder, unchanged_folder,
+                     write_folder)
 from .matching import MatchPlan, delete_matches, group_winners, match_finals, plan_matches, read_matches, write_matches
 from .projects import Project
 
@@ -69,7 +70,7 @@ def plan_project(
     *,
     derived_current: bool = False,
     warn: Callable[[str], None] = lambda msg: None,
-    progress: Optional[Callable[[int], None]] = None,
+    progress: Optional[Progress] = None,
 ) -> ProjectPlan:
     """What the sync of `project` would write. `conn` may be None (and
     `project_id` None) for a project that is not in the catalogue yet."""
@@ -82,9 +83,9 @@ def plan_project(
     next_id = next_image_id(conn)
     sandbox = plan_folder("sandbox", project.sandbox_dir, stored_sandbox, next_id, warn=warn, progress=progress)
     if project.final_exists:
-        scanned = len(sandbox.rows)
+        assert project.final_dir is not None
         final = plan_folder("final", project.final_dir, stored_final, next_id + len(sandbox.inserts), warn=warn,
-                            progress=(lambda n: progress(scanned + n)) if progress else None)
+                            progress=progress)
     else:
         # A missing final folder is never taken as "nothing was picked":
         # rows from an earlier sync stay until the folder is back.
@@ -95,22 +96,28 @@ def plan_project(
         return plan
 
     sandbox_rows = list(sandbox.rows.values())
+    if progress is not None:
+        progress("grouping", 0, None)
     groups = form_groups(sandbox_rows)
+    if progress is not None:
+        progress("matching winners", 0, None)
     found = match_finals(sandbox_rows, list(final.rows.values()))
     plan.groups = plan_groups(stored_groups, groups, group_winners(groups, found))
     plan.matches = plan_matches(stored_matches, found)
     return plan
 
 
-def apply_plan(conn: Connection, project_id: int, plan: ProjectPlan) -> None:
+def apply_plan(conn: Connection, project_id: int, plan: ProjectPlan, progress: Optional[Progress] = None) -> None:
     """Write the plan inside the caller's transaction. Stale derived rows go
     first, while the images they name still exist; then images; then the new
     groups and matches, which may name images inserted just before."""
     delete_matches(conn, plan.matches)
     delete_groups(conn, plan.groups)
     for folder in plan.folders:
-        write_folder(conn, project_id, folder)
+        write_folder(conn, project_id, folder, progress)
     faults.reach("images_written")
+    if progress is not None:
+        progress("writing groups and matches", 0, None)
     write_groups(conn, project_id, plan.groups)
     faults.reach("groups_written")
     write_matches(conn, plan.matches)

@@ -209,3 +209,57 @@ def test_dry_run_lists_paths_and_reports_only_what_it_computes(sample, run):
     assert aiko_summary["groups_removed"] >= 1  # the group that lost its top stage is replaced
     assert snapshot(run.db) == before
     assert run("index", root, "--list").exit_code == 2
+
+
+def test_progress_names_each_phase_with_its_total(sample, tmp_path):
+    """The library reports phase, done and total; the CLI shows them as a bar."""
+    from catalog.database import open_catalog
+    from catalog.index import index_project
+    from catalog.projects import find_projects
+
+    root, expected = sample
+    engine = open_catalog(str(tmp_path / "p.db"), write=True)
+    aiko = next(p for p in find_projects(root) if p.name == "aiko")
+    seen: list[tuple] = []
+    index_project(engine, aiko, progress=lambda phase, done, total: seen.append((phase, done, total)))
+    phases = list(dict.fromkeys(phase for phase, _, _ in seen))
+    assert phases == ["scanning sandbox", "reading sandbox names and headers", "scanning final",
+                      "reading final names and headers", "grouping", "matching winners",
+                      "writing sandbox images", "writing final images", "writing groups and matches"]
+    exp = expected.projects["aiko"]
+    last = {phase: (done, total) for phase, done, total in seen}
+    assert last["reading sandbox names and headers"] == (exp.sandbox_images, exp.sandbox_images)
+    assert last["writing final images"] == (exp.final_images, exp.final_images)
+    assert last["scanning sandbox"] == (exp.sandbox_images, None)
+    engine.dispose()
+
+
+def test_a_terminal_sees_the_progress_bar(sample, tmp_path):
+    """On a real (pseudo-)terminal `catalog index` draws project i/n and the phase."""
+    import pty
+    import subprocess
+
+    from proc import CATALOG
+
+    root, _ = sample
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([*CATALOG, "--db", str(tmp_path / "t.db"), "index", str(root)],
+                            stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True,
+                            env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    assert proc.wait() == 0
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "mojo-1 (2/3)" in screen
+    for phase in ("scanning sandbox", "reading sandbox names and headers", "grouping", "writing groups and matches"):
+        assert f"mojo-1 (2/3): {phase}" in screen, phase
+    assert "3 projects indexed" in screen
