@@ -21,8 +21,15 @@ demo: $(STAMP)
 	$(BIN)/catalog --db $(DEMO)/catalog.db export $(DEMO)/selection_only_log.csv
 	$(BIN)/catalog --db $(DEMO)/catalog.db export-anomalies $(DEMO)/anomaly_cases.csv
 
+# The browser tests drive the operating system's Chromium (Playwright's own
+# browser download needs the internet); install it from Debian when missing.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "the browser tests need Chromium: run 'sudo apt-get install chromium'" >&2; exit 1; fi
+
 ## Run the whole test suite.
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ## Benchmark against the physical floor (see bench/README section in README.md).

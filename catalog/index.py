@@ -25,7 +25,8 @@ from . import dialects, faults
 from .errors import CatalogError
 from .images import Progress
 from .projects import Project, missing_projects, resolve_names
-from .schema import DERIVED_VERSION, group_members, image_groups, images, matches, projects, scans
+from .schema import (DERIVED_VERSION, crop_boxes, group_members, image_groups, images, matches, projects,
+                     review_marks, scans)
 from .sync import ProjectPlan, apply_plan, plan_project
 from .views import project_counts
 
@@ -259,6 +260,8 @@ def forget(engine: Engine, names: Sequence[str], *, dry_run: bool = False) -> li
             # Explicit deletes, children first: the same statements on every
             # backend, without leaning on cascades being switched on.
             project_images = select(images.c.id).where(images.c.project_id == pid)
+            conn.execute(delete(crop_boxes).where(crop_boxes.c.final_image_id.in_(project_images)))
+            conn.execute(delete(review_marks).where(review_marks.c.project_id == pid))
             conn.execute(delete(matches).where(matches.c.final_image_id.in_(project_images)))
             conn.execute(delete(group_members).where(group_members.c.image_id.in_(project_images)))
             conn.execute(delete(image_groups).where(image_groups.c.project_id == pid))

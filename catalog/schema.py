@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 # The newest Alembic revision this code knows; a command that finds the
 # database here does no migration work at all (and never imports Alembic).
-HEAD_REVISION = "0002_views"
+HEAD_REVISION = "0004_review_marks"
 
 # Bumped whenever grouping or matching logic changes, so the next sync
 # recomputes derived rows even for projects whose files did not change.
@@ -137,4 +137,43 @@ scans = Table(
     Column("winners", Integer, nullable=False, server_default="0"),
     Column("anomalies", Integer, nullable=False, server_default="0"),
     Column("orphans", Integer, nullable=False, server_default="0"),
+)
+
+# The recovered crop box of each cropped winner (catalog/crops.py); the
+# `crops` view joins it with the images' paths and the original's size.
+crop_boxes = Table(
+    "crop_boxes",
+    metadata,
+    Column("final_image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    Column("original_image_id", Integer, ForeignKey("images.id", ondelete="CASCADE"), nullable=False),
+    Column("x1", Integer),
+    Column("y1", Integer),
+    Column("x2", Integer),
+    Column("y2", Integer),
+    Column("status", String, nullable=False),
+    Column("score", Float),
+    Column("reason", String),
+    # What the box was computed from: a pair is recomputed when either changes.
+    Column("final_size_bytes", BigInteger, nullable=False),
+    Column("final_mtime_ns", BigInteger, nullable=False),
+    Column("original_size_bytes", BigInteger, nullable=False),
+    Column("original_mtime_ns", BigInteger, nullable=False),
+    Column("checked_at", DateTime, nullable=False),
+    CheckConstraint("status IN ('exact', 'approx', 'review', 'none', 'failed')", name="status"),
+    Index(None, "original_image_id"),
+)
+
+# Decisions a curator marked as not to be trusted on the review page.
+review_marks = Table(
+    "review_marks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("set_id", String, nullable=False),
+    Column("mark", String, nullable=False, server_default="wrong"),
+    Column("note", String),
+    Column("marked_by", String),
+    Column("marked_at", DateTime),
+    Column("imported_at", DateTime, nullable=False),
+    UniqueConstraint("project_id", "set_id"),
 )

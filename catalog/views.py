@@ -186,6 +186,8 @@ VIEW_DESCRIPTIONS = {
     "anomalies": "decisions won by a lower stage; rejected_higher = how many group images had a higher stage",
     "skipped_groups": "groups with no winner (nothing picked from them)",
     "orphans": "final images that are no winner: no_match, ambiguous, or ungrouped (their sandbox image is in no group)",
+    "crops": "one row per cropped winner looked for in its original: the box in pixels, the original's size, "
+             "status (exact, approx, review, none, failed) and score (catalog crops)",
 }
 
 
