@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 PY = sys.executable
 # The installed console script, as a user runs it.
 _SCRIPT = Path(PY).parent / "catalog"
-CATALOG = [str(_SCRIPT)] if _SCRIPT.exists() else [PY, "-c", "import sys; from cli import app; app()"]
+CATALOG = [str(_SCRIPT)] if _SCRIPT.exists() else [PY, "-m", "catalog"]
 
 FLOOR_WALK = r"""
 import os, sys

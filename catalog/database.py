@@ -85,7 +85,7 @@ def current_revision(conn: Connection) -> Optional[str]:
 def _alembic_config(conn: Optional[Connection] = None):
     from alembic.config import Config
 
-    import migrations
+    from catalog import migrations
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from catalog.sample import Expected, write_sample
-from cli import app
+from catalog.cli import app
 
 SAMPLE_GROUPS = 60
 SAMPLE_SEED = 7

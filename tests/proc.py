@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CATALOG = [sys.executable, "-c", "import sys; from cli import app; sys.argv[0] = 'catalog'; app()"]
+CATALOG = [sys.executable, "-m", "catalog"]
 
 # Every view, with the id columns left out: ids are internal, contents are the promise.
 VIEW_COLUMNS = {

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from cli import app
+from catalog.cli import app
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

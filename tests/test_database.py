@@ -140,7 +140,7 @@ def test_sqlalchemy_url_target(tmp_path):
 def test_env_var_selects_the_database(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from cli import app
+    from catalog.cli import app
 
     db = tmp_path / "env.db"
     result = CliRunner().invoke(app, ["db", "upgrade"], env={"CATALOG_DB": str(db)})

@@ -93,7 +93,7 @@ def test_sql_streams_rows_in_flat_memory(tmp_path, indexed):
                "SELECT i, 'tara/20250804_235230_stage2_upscaled.png' AS path, 1.5 AS stage FROM n")
         for fmt in ("csv", "json"):
             # VmHWM, not ru_maxrss: the latter keeps the forking parent's peak across exec.
-            code = ("import sys; from cli import app; sys.argv[0] = 'catalog'\n"
+            code = ("import sys; from catalog.cli import app; sys.argv[0] = 'catalog'\n"
                     "try:\n    app()\nexcept SystemExit:\n    pass\n"
                     "sys.stderr.write('PEAK ' + open('/proc/self/status').read().split('VmHWM:')[1].split()[0])")
             proc = subprocess.run([sys.executable, "-c", code, "--db", str(db), "sql", sql, "-f", fmt],

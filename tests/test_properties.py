@@ -92,7 +92,7 @@ tree = st.lists(
 def test_pipeline_invariants_on_random_trees(images):
     from typer.testing import CliRunner
 
-    from cli import app
+    from catalog.cli import app
 
     base = Path(tempfile.mkdtemp())
     try:
