@@ -28,8 +28,10 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "the browser tests need Chromium: run 'sudo apt-get install chromium'" >&2; exit 1; fi
 
-## Run the whole test suite.
+## Lint, type-check, then run the whole test suite.
 test: $(STAMP) $(CHROMIUM)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 ## Benchmark against the physical floor (see bench/README section in README.md).

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from enum import Enum
-from typing import Annotated, List, Optional
+from typing import Annotated, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -22,7 +22,8 @@ class CatalogGroup(TyperGroup):
     """Click's own usage errors in the tool's style: one line, `catalog: error:`,
     pointing at the command's --help; exit code 2."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,  # type: ignore[override]
+             **extra):
         # Typer 0.28 carries its own copy of Click; its exceptions all derive
         # from the public typer.TyperException (usage errors carry `ctx`).
         try:
@@ -88,7 +89,7 @@ FormatOpt = Annotated[Format, typer.Option(
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Table format: show at most this many rows.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Table format: show every row.")]
 NoHeadersOpt = Annotated[bool, typer.Option("--no-headers", help="csv/tsv: leave out the header row.")]
-ProjectsOpt = Annotated[Optional[List[str]], typer.Option("--project", "-p", help="Only this project (repeatable).")]
+ProjectsOpt = Annotated[Optional[list[str]], typer.Option("--project", "-p", help="Only this project (repeatable).")]
 RelativeOpt = Annotated[Optional[str], typer.Option("--relative-to", help="Write paths relative to DIR.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")]
 IncludeMissingOpt = Annotated[bool, typer.Option(
@@ -134,7 +135,7 @@ def handled(fn):
         except BrokenPipeError:
             # `catalog sql ... | head`: the reader left; not an error worth a trace.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(0)
+            raise typer.Exit(0) from None
         except Exception as exc:
             from sqlalchemy.exc import SQLAlchemyError
 
@@ -188,7 +189,7 @@ def print_rows(columns: list[str], rows, fmt: Format, *, limit: Optional[int] = 
 @app.command()
 @handled
 def index(
-    paths: Annotated[Optional[List[str]], typer.Argument(
+    paths: Annotated[Optional[list[str]], typer.Argument(
         help="Workspace or project folders to index; none: re-sync every catalogued project.")] = None,
     project: Annotated[Optional[str], typer.Option("--project", help="Explicit project name.")] = None,
     sandbox: Annotated[Optional[str], typer.Option("--sandbox", help="Explicit sandbox folder.")] = None,
@@ -227,8 +228,8 @@ def index(
                            f"(left out of exports; `catalog forget {p.name}` removes it)", err=True)
                 continue
             label = f"{p.name} ({i}/{len(found)})" if len(found) > 1 else p.name
-            summary = _with_progress(lambda cb: sync_or_fail(engine, p, dry_run=dry_run, list_paths=list_paths,
-                                                             progress=cb, target=state.db), label)
+            summary = _with_progress(lambda cb, p=p: sync_or_fail(engine, p, dry_run=dry_run, list_paths=list_paths,
+                                                                  progress=cb, target=state.db), label)
             summaries.append(summary)
             _report(summary, quiet, as_json)
     except KeyboardInterrupt as exc:
@@ -322,7 +323,7 @@ def _report(s, quiet: bool, as_json: bool) -> None:
 @app.command()
 @handled
 def forget(
-    names: Annotated[List[str], typer.Argument(help="Projects to remove from the catalogue.")],
+    names: Annotated[list[str], typer.Argument(help="Projects to remove from the catalogue.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be removed; write nothing.")] = False,
 ) -> None:
     """Remove projects and everything derived from them (their folders are not touched)."""
@@ -429,7 +430,15 @@ def export(
     """Write one training row per decision (the trainer's selection_only_log.csv)."""
     from catalog.database import open_catalog, sqlite_path
     from catalog.errors import UsageError
-    from catalog.export import EXPORT_COLUMNS, check_out, check_relative_to, decisions, export_format, training_row, write_rows
+    from catalog.export import (
+        EXPORT_COLUMNS,
+        check_out,
+        check_relative_to,
+        decisions,
+        export_format,
+        training_row,
+        write_rows,
+    )
 
     kind = export_format(out, fmt.value if fmt else None)
     if merge and kind != "csv":
@@ -469,14 +478,14 @@ def export_anomalies(
         _export_summary(conn, result, False, left_out=False)
 
 
-def _known(conn, asked: Optional[List[str]]) -> Optional[List[str]]:
+def _known(conn, asked: Optional[list[str]]) -> Optional[list[str]]:
     """--project names checked against the catalogue: a typo is an error, never an empty answer."""
     from catalog.projects import resolve_names, stored_projects
 
     return resolve_names([p.name for p in stored_projects(conn)], asked) if asked else asked
 
 
-def _export_selection(conn, asked: Optional[List[str]], include_missing: bool):
+def _export_selection(conn, asked: Optional[list[str]], include_missing: bool):
     """The projects an export asked for (typos refused), and those left out
     because their sandbox folder is gone (each named on stderr)."""
     from catalog.projects import missing_projects
@@ -539,7 +548,8 @@ def views(
 def stats(project: ProjectsOpt = None, fmt: FormatOpt = Format.table, no_headers: NoHeadersOpt = False) -> None:
     """Counts per project and in total: images, groups, decisions, anomalies, ..."""
     from catalog.database import open_catalog
-    from catalog.views import STATS_COLUMNS, stats as project_stats
+    from catalog.views import STATS_COLUMNS
+    from catalog.views import stats as project_stats
 
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
@@ -560,7 +570,8 @@ def check(
 ) -> None:
     """List data-quality problems: orphans, groups kept twice, unparsed names, unreadable headers."""
     from catalog.database import open_catalog
-    from catalog.views import CHECK_COLUMNS, check as find_problems
+    from catalog.views import CHECK_COLUMNS
+    from catalog.views import check as find_problems
 
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:

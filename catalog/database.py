@@ -10,8 +10,9 @@ before anything is written. Database errors become one-line CatalogErrors.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Connection, Engine
@@ -83,11 +84,14 @@ def current_revision(conn: Connection) -> Optional[str]:
 
 
 def _alembic_config(conn: Optional[Connection] = None):
+    import importlib
+
     from alembic.config import Config
 
-    from catalog import migrations
-
+    # Installed as catalog.migrations from the repository's top-level migrations/.
+    migrations = importlib.import_module("catalog.migrations")
     cfg = Config()
+    assert migrations.__file__ is not None
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
     if conn is not None:
         cfg.attributes["connection"] = conn

@@ -11,14 +11,15 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 from urllib.parse import quote
 
 from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 
 from . import faults
-from sqlalchemy.engine import Connection, Engine
 
 # Long enough for a second `catalog index` to wait out a typical project sync
 # (tens of seconds at 20K images), short enough to fail clearly when stuck.
@@ -141,7 +142,9 @@ class QueryLimit:
 
     def apply(self, conn: Connection) -> None:
         if conn.dialect.name == "sqlite":
-            conn.connection.dbapi_connection.set_progress_handler(self.should_stop, 10_000)
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            raw.set_progress_handler(self.should_stop, 10_000)
         elif conn.dialect.name == "postgresql" and self.timeout is not None:
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(self.timeout * 1000)}")
 

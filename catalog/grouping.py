@@ -18,8 +18,9 @@ image; a shorter run is dropped and the next starts at the following image.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
@@ -71,7 +72,8 @@ def form_groups(sandbox: Sequence[ImageRow]) -> list[list[ImageRow]]:
     for folder in sorted(by_dir):
         # Sorting on the datetime is sorting on the YYYYMMDD_HHMMSS text.
         images = sorted(by_dir[folder], key=lambda i: (i.timestamp, i.stage, i.filename))
-        for run in selector_runs([i.stage for i in images]):
+        stages = [i.stage for i in images if i.stage is not None]  # all of them: filtered above
+        for run in selector_runs(stages):
             groups.append([images[k] for k in run])
     groups.sort(key=lambda g: (g[0].timestamp, g[0].dir, g[0].filename))
     return groups
@@ -169,7 +171,9 @@ def plan_groups(stored: Sequence[StoredGroup], groups: Sequence[Sequence[ImageRo
     plan.deletes.extend(g.id for g in by_identity.values())
     # Set ids freed by deleted groups are free again; kept ones are taken.
     for members, ids, shape, won in new:
-        set_id = _free_set_id("group_" + timestamp_key(members[0].timestamp), used)
+        first = members[0].timestamp
+        assert first is not None  # only timestamped images are grouped
+        set_id = _free_set_id("group_" + timestamp_key(first), used)
         plan.inserts.append((set_id, ids, shape, won))
     return plan
 
@@ -183,7 +187,8 @@ def write_groups(conn: Connection, project_id: int, plan: GroupPlan) -> None:
     # to one statement per row on some backends. Syncs are serialized by
     # dialects.begin_sync, so max(id) cannot race.
     next_id = (conn.execute(select(func.max(image_groups.c.id))).scalar() or 0) + 1
-    group_rows, member_rows = [], []
+    group_rows: list[tuple] = []
+    member_rows: list[tuple] = []
     for group_id, (set_id, ids, shape, won) in enumerate(plan.inserts, start=next_id):
         group_rows.append((group_id, project_id, set_id, *shape, *won))
         member_rows.extend((image_id, group_id, position) for position, image_id in enumerate(ids))

@@ -9,9 +9,10 @@ inside the caller's transaction (one per project sync).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
@@ -44,7 +45,7 @@ class Changes:
     removed: int = 0
     unchanged: int = 0
 
-    def __iadd__(self, other: "Changes") -> "Changes":
+    def __iadd__(self, other: Changes) -> Changes:
         self.added += other.added
         self.changed += other.changed
         self.removed += other.removed

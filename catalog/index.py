@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection, Engine
@@ -25,8 +26,17 @@ from . import dialects, faults
 from .errors import CatalogError
 from .images import Progress
 from .projects import Project, missing_projects, resolve_names
-from .schema import (DERIVED_VERSION, crop_boxes, group_members, image_groups, images, matches, projects,
-                     review_marks, scans)
+from .schema import (
+    DERIVED_VERSION,
+    crop_boxes,
+    group_members,
+    image_groups,
+    images,
+    matches,
+    projects,
+    review_marks,
+    scans,
+)
 from .sync import ProjectPlan, apply_plan, plan_project
 from .views import project_counts
 
@@ -143,10 +153,12 @@ def _sync(engine: Engine, project: Project, progress: Optional[Progress]) -> Pro
         dialects.begin_sync(conn)
         row = _project_row(conn, project.name)
         if row is None:
-            project_id = conn.execute(
+            inserted = conn.execute(
                 projects.insert().values(name=project.name, sandbox_dir=project.sandbox_dir,
                                          final_dir=project.final_dir)
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert inserted is not None
+            project_id = inserted[0]
             derived_current = False
         else:
             project_id = row.id
@@ -190,8 +202,8 @@ def pretend_project(engine: Optional[Engine], project: Project, *, list_paths: b
     def run(conn: Optional[Connection]) -> ProjectPlan:
         row = _project_row(conn, project.name) if conn is not None else None
         _note_move(summary, row, project)
-        return plan_project(conn, row.id if row else None, project,
-                            derived_current=bool(row) and row.derived_version == DERIVED_VERSION,
+        return plan_project(conn, row.id if row is not None else None, project,
+                            derived_current=row is not None and row.derived_version == DERIVED_VERSION,
                             warn=summary.warnings.append)
 
     if engine is None:
@@ -251,9 +263,9 @@ def forget(engine: Engine, names: Sequence[str], *, dry_run: bool = False) -> li
         for name in resolve_names(sorted(ids), names):
             pid = ids[name]
             n_images = conn.execute(select(func.count()).select_from(images)
-                                    .where(images.c.project_id == pid)).scalar()
+                                    .where(images.c.project_id == pid)).scalar() or 0
             n_groups = conn.execute(select(func.count()).select_from(image_groups)
-                                    .where(image_groups.c.project_id == pid)).scalar()
+                                    .where(image_groups.c.project_id == pid)).scalar() or 0
             out.append(Forgotten(name, n_images, n_groups))
             if dry_run:
                 continue

@@ -18,8 +18,9 @@ A winner is flagged cropped when both pixel sizes are known and differ.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
@@ -130,7 +131,7 @@ def group_winners(groups: Sequence[Sequence[ImageRow]], found: dict[int, Match])
     of one sandbox image are one winner. Whether a decision is an anomaly, and
     which final images are orphans, is decided by the views alone."""
     picked = {m.sandbox_image_id for m in found.values() if m.problem is None}
-    winners = []
+    winners: list[tuple[int, Optional[int], Optional[float]]] = []
     for group in groups:
         chosen = [image for image in group if image.id in picked]
         if len(chosen) == 1:

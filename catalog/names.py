@@ -50,7 +50,8 @@ def parse_name(filename: str) -> ParsedName:
         return UNPARSED
     try:
         # datetime() validates like strptime does, at a tenth of the cost.
-        timestamp: Optional[datetime] = datetime(*map(int, m.group(1, 2, 3, 4, 5, 6)))
+        year, month, day, hour, minute, second = map(int, m.group(1, 2, 3, 4, 5, 6))
+        timestamp: Optional[datetime] = datetime(year, month, day, hour, minute, second)
     except ValueError:
         # An impossible date such as 20251399_250000: keep the stage, drop the time.
         timestamp = None

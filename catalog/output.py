@@ -16,9 +16,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Iterable, Optional, Sequence, TextIO
+from typing import Any, Optional, TextIO
 
 FORMATS = ("table", "csv", "tsv", "json", "jsonl")
 DEFAULT_LIMIT = 1000
@@ -63,7 +64,7 @@ def write_rows(columns: Sequence[str], rows: Iterable[Sequence], fmt: str, *, ou
     applies to tables (None: all rows)."""
     out = out or sys.stdout
     if fmt in ("csv", "tsv"):
-        writer = csv.writer(out, lineterminator="\n", **({"delimiter": "\t"} if fmt == "tsv" else {}))
+        writer = csv.writer(out, lineterminator="\n", delimiter="\t" if fmt == "tsv" else ",")
         if headers:
             writer.writerow(columns)
         n = 0

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 from sqlalchemy import select
 
@@ -49,9 +50,10 @@ def _subdirs(path: Path) -> list[str]:
             # double-counted trees get in.
             return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
     except PermissionError:
-        raise UsageError(f"cannot read folder {path}: permission denied; fix its permissions or index another path")
+        raise UsageError(
+            f"cannot read folder {path}: permission denied; fix its permissions or index another path") from None
     except OSError as exc:
-        raise UsageError(f"cannot read folder {path}: {exc.strerror}")
+        raise UsageError(f"cannot read folder {path}: {exc.strerror}") from None
 
 
 def check_folder(path: Path, what: str = "PATH") -> Path:

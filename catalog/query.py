@@ -9,9 +9,10 @@ always rolled back. Exactly one statement is accepted per call.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 from sqlalchemy.exc import SQLAlchemyError
 

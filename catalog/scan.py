@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import stat as statmod
+from collections.abc import Callable, Iterator
 from operator import attrgetter
-from typing import Callable, Iterator, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 from .errors import CatalogError
 from .names import is_image

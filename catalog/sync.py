@@ -20,16 +20,25 @@ alone.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 from sqlalchemy.engine import Connection
 
 from . import faults
 from .errors import CatalogError
 from .grouping import GroupPlan, delete_groups, form_groups, plan_groups, read_groups, write_groups
-from .images import (Changes, FolderPlan, Progress, next_image_id, plan_folder, read_folder, unchanged_folder,
-                     write_folder)
+from .images import (
+    Changes,
+    FolderPlan,
+    Progress,
+    next_image_id,
+    plan_folder,
+    read_folder,
+    unchanged_folder,
+    write_folder,
+)
 from .matching import MatchPlan, delete_matches, group_winners, match_finals, plan_matches, read_matches, write_matches
 from .projects import Project
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from catalog.sample import Expected, write_sample
 from catalog.cli import app
+from catalog.sample import Expected, write_sample
 
 SAMPLE_GROUPS = 60
 SAMPLE_SEED = 7

@@ -72,7 +72,7 @@ def test_debug_shows_the_traceback(tmp_path, run):
 def test_index_summary_line_and_quiet(sample, run):
     root, expected = sample
     result = run("index", root)
-    line = next(l for l in result.stdout.splitlines() if l.startswith("aiko:"))
+    line = next(text for text in result.stdout.splitlines() if text.startswith("aiko:"))
     p = expected.projects["aiko"]
     assert f"{p.sandbox_images + p.final_images} added" in line
     assert f"{len(p.groups)} groups" in line and f"{p.anomalies} anomalies" in line

@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
+from proc import catalog, integrity, start, views
 
 from catalog.sample import write_sample
-from proc import catalog, integrity, start, views
 
 
 @pytest.fixture(scope="module")

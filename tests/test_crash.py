@@ -20,10 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from proc import (
+    VIEW_COLUMNS,
+    catalog,
+    crash_env,
+    crash_lines,
+    images_of,
+    integrity,
+    projects_of,
+    scans_of,
+    views,
+    with_env,
+)
 
 from catalog.sample import write_sample
-from proc import (VIEW_COLUMNS, catalog, crash_env, crash_lines, images_of, integrity, projects_of, scans_of,
-                  views, with_env)
 
 # The points a project sync passes, in order; all but the last are inside its transaction.
 IN_TRANSACTION = ("sync_started", "images_written", "groups_written", "matches_written", "before_commit")
@@ -71,7 +81,7 @@ class Catalogue:
     scans: dict
 
     @classmethod
-    def of(cls, db: Path, names: list[str]) -> "Catalogue":
+    def of(cls, db: Path, names: list[str]) -> Catalogue:
         return cls(images_of(db), {name: views(db, name) for name in names}, projects_of(db), scans_of(db))
 
     def project(self, name: str, *, with_time: bool = True) -> dict:

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.config import Config
+from conftest import query
 
 from catalog.database import open_catalog
 from catalog.schema import HEAD_REVISION, metadata
-from conftest import query
 
 REPO = Path(__file__).resolve().parent.parent
 

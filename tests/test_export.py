@@ -22,7 +22,7 @@ def expected_pairs(root, expected, anomalies_only=False):
         for winner, losers, is_anomaly in p.decisions:
             if anomalies_only and not is_anomaly:
                 continue
-            out.add((str(base / winner), tuple(str(base / l) for l in losers)))
+            out.add((str(base / winner), tuple(str(base / loser) for loser in losers)))
     return out
 
 

@@ -11,10 +11,10 @@ import sqlite3
 import subprocess
 
 import pytest
-
-from catalog.sample import png_bytes
 from conftest import query, unreadable_folder
 from test_layouts import tiny_project
+
+from catalog.sample import png_bytes
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

@@ -5,8 +5,9 @@ import json
 import os
 import shutil
 
-from catalog.names import parse_name
 from conftest import query
+
+from catalog.names import parse_name
 
 
 def groups_in(db, project):

@@ -1,7 +1,8 @@
 """Finding projects: the three layouts, and PATHs where nothing is found."""
 
-from catalog.sample import png_bytes
 from conftest import query
+
+from catalog.sample import png_bytes
 
 
 def img(path, w=832, h=1216):

@@ -12,10 +12,10 @@ import subprocess
 import sys
 
 import pytest
-
-from catalog.output import write_rows
 from conftest import query
 from proc import CATALOG
+
+from catalog.output import write_rows
 
 COLUMNS = ["path", "stage", "timestamp"]
 

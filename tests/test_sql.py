@@ -5,7 +5,6 @@ import io
 import json
 
 import pytest
-
 from conftest import query
 
 TABLES = ["projects", "images", "image_groups", "group_members", "matches", "scans"]

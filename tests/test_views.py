@@ -1,7 +1,6 @@
 """Each view on the sample, where every count is known by construction."""
 
 import pytest
-
 from conftest import query
 
 VIEWS = ["groups", "winners", "losers", "decisions", "anomalies", "skipped_groups", "orphans"]
