@@ -5,7 +5,6 @@ what it returns. Imports of the database stack happen inside the commands so
 that `catalog --help` stays fast.
 """
 
-from __future__ import annotations
 
 import functools
 import json
