@@ -163,3 +163,15 @@ def test_export_into_a_folder_it_cannot_write_is_one_line(indexed):
     finally:
         shutil.rmtree(place)
     assert query(db, "SELECT count(*) FROM projects")[0][0] == 3
+
+
+def test_export_summary_per_project_with_what_was_left_out(indexed, run, tmp_path):
+    root, run.db, expected = indexed
+    result = run("export", tmp_path / "o.csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    for name, p in expected.projects.items():
+        line = next(text for text in lines if text.startswith(f"{name}: "))
+        assert line == (f"{name}: {len(p.decisions)} rows, {p.anomalies} anomalies; left out {p.skipped} skipped "
+                        f"groups (no winner) and {p.kept_twice} kept twice (two or more winners)")
+    assert lines[-1] == f"wrote {sum(len(p.decisions) for p in expected.projects.values())} rows to {tmp_path / 'o.csv'}"
