@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Optional
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import Connection
 
 from .database import executemany
@@ -79,35 +79,45 @@ _update = (
 _delete = images.delete().where(images.c.id == bindparam("image_id"))
 
 
-class StoredImage(NamedTuple):
-    """An images row as the plan needs it: identity, the incremental key, and
-    what grouping and matching read."""
+# A stored images row as the plan reads it, a plain tuple for speed (a re-index
+# of an unchanged tree reads every row and uses only the first three):
+# (id, size_bytes, mtime_ns, dir, filename, timestamp, stage, width, height);
+# `timestamp` is as the driver returns it (SQLite: text), see `to_image`.
+StoredImage = tuple
+S_ID, S_SIZE, S_MTIME = 0, 1, 2
 
-    id: int
-    size_bytes: int
-    mtime_ns: int
-    dir: str
-    filename: str
-    timestamp: Optional[datetime]
-    stage: Optional[float]
-    width: Optional[int]
-    height: Optional[int]
 
-    def as_image(self) -> ImageRow:
-        return ImageRow(self.id, self.dir, self.filename, self.timestamp, self.stage, self.width, self.height)
+def _datetime(value) -> Optional[datetime]:
+    # SQLite hands back the text SQLAlchemy stored ('2025-07-08 06:07:11.000000'),
+    # PostgreSQL a datetime.
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def to_image(stored: StoredImage) -> ImageRow:
+    """What grouping and matching need of a stored row."""
+    image_id, _, _, folder, filename, timestamp, stage, width, height = stored
+    return ImageRow(image_id, folder, filename, _datetime(timestamp), stage, width, height)
+
+
+_READ_FOLDER = text(
+    "SELECT rel_path, id, size_bytes, mtime_ns, dir, filename, timestamp, stage, width, height "
+    "FROM images WHERE project_id = :project_id AND role = :role"
+)
 
 
 def read_folder(conn: Optional[Connection], project_id: Optional[int], role: str) -> dict[str, StoredImage]:
-    """rel_path -> stored row, for the `role` images of a project."""
+    """rel_path -> stored row, for the `role` images of a project.
+
+    Read in one fetchall of the driver's plain tuples: the result layer's
+    per-row processing cost more than the query at 100K rows."""
     if conn is None or project_id is None:
         return {}
-    rows = conn.execute(
-        select(images.c.rel_path, images.c.id, images.c.size_bytes, images.c.mtime_ns,
-               images.c.dir, images.c.filename, images.c.timestamp, images.c.stage,
-               images.c.width, images.c.height)
-        .where(images.c.project_id == project_id, images.c.role == role)
-    )
-    return {r[0]: StoredImage._make(r[1:]) for r in rows}
+    result = conn.execute(_READ_FOLDER, {"project_id": project_id, "role": role})
+    try:
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+    finally:
+        result.close()
+    return {r[0]: r[1:] for r in rows}
 
 
 @dataclass
@@ -119,13 +129,19 @@ class FolderPlan:
     inserts: list[tuple]  # in INSERT_COLUMNS order, project_id left as None
     updates: list[tuple]  # in UPDATE_COLUMNS order
     deletes: list[int]  # image ids
-    rows: dict[str, ImageRow]  # rel_path -> the row as it will be stored
+    # rel_path -> the row as it will be stored: an ImageRow for a file read
+    # now, the stored tuple for an unchanged one (converted only if needed)
+    rows: dict[str, ImageRow | StoredImage]
     changed_paths: list[str] = field(default_factory=list)
     removed_paths: list[str] = field(default_factory=list)
 
     @property
     def added_paths(self) -> list[str]:
         return [row[3] for row in self.inserts]
+
+    def images(self) -> list[ImageRow]:
+        """Every row the folder will hold, as grouping and matching read them."""
+        return [row if isinstance(row, ImageRow) else to_image(row) for row in self.rows.values()]
 
 
 # progress(phase, done, total): total is None while it is not known yet.
@@ -144,15 +160,15 @@ def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: i
     """
     known = dict(stored)
     changes = Changes()
-    rows: dict[str, Optional[ImageRow]] = {}
+    rows: dict[str, ImageRow | StoredImage | None] = {}
     fresh: list[tuple[FileEntry, Optional[StoredImage]]] = []
     scanning = f"scanning {role}"
     for entry in scan_images(root, warn=warn,
                              progress=(lambda n: progress(scanning, n, None)) if progress else None):
         old = known.pop(entry.rel_path, None)
-        if old is not None and old.size_bytes == entry.size_bytes and old.mtime_ns == entry.mtime_ns:
+        if old is not None and old[S_SIZE] == entry.size_bytes and old[S_MTIME] == entry.mtime_ns:
             changes.unchanged += 1
-            rows[entry.rel_path] = old.as_image()
+            rows[entry.rel_path] = old
         else:
             rows[entry.rel_path] = None  # keeps its place in walk order until read below
             fresh.append((entry, old))
@@ -170,22 +186,21 @@ def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: i
             inserts.append((image_id, None, role, entry.rel_path, entry.dir, entry.filename, *fields))
         else:
             changes.changed += 1
-            image_id = old.id
+            image_id = old[S_ID]
             updates.append((*fields, image_id))
             changed_paths.append(entry.rel_path)
         rows[entry.rel_path] = ImageRow(image_id, entry.dir, entry.filename, *fields[:2], *fields[3:5])
         if progress is not None and (k % 1000 == 0 or k == len(fresh)):
             progress(reading, k, len(fresh))
     changes.removed = len(known)
-    return FolderPlan(role, changes, inserts, updates, [old.id for old in known.values()],
+    return FolderPlan(role, changes, inserts, updates, [old[S_ID] for old in known.values()],
                       rows, changed_paths, sorted(known))  # type: ignore[arg-type]  # every None was filled
 
 
 def unchanged_folder(role: str, stored: dict[str, StoredImage]) -> FolderPlan:
     """The plan of a folder that is not there to scan (a missing final folder):
     its rows stay as they are."""
-    rows = {path: old.as_image() for path, old in stored.items()}
-    return FolderPlan(role, Changes(), [], [], [], rows)
+    return FolderPlan(role, Changes(), [], [], [], dict(stored))
 
 
 def write_folder(conn: Connection, project_id: int, plan: FolderPlan,

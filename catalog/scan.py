@@ -18,7 +18,7 @@ from operator import attrgetter
 from typing import NamedTuple, Optional
 
 from .errors import CatalogError
-from .names import is_image
+from .names import IMAGE_EXTENSIONS
 
 
 class FileEntry(NamedTuple):
@@ -55,13 +55,17 @@ def scan_images(
         found, subdirs = [], []
         try:
             with os.scandir(abs_dir) as it:
-                # Hot loop: every companion passes through it. is_dir() is
-                # answered from the directory listing, without a stat.
+                # Hot loop: every companion passes through it, so the image
+                # test is inlined (names.is_image is the rule; a test keeps
+                # the two equal). is_dir() is answered from the directory
+                # listing, without a stat.
                 for entry in it:
+                    name = entry.name
+                    dot = name.rfind(".")
                     try:
                         if entry.is_dir(follow_symlinks=False):
                             subdirs.append(entry)
-                        elif is_image(entry.name):
+                        elif dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS:
                             found.append(entry)
                     except OSError:
                         continue

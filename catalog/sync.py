@@ -6,7 +6,8 @@ before anything is written, scans the folders, derives the groups and winner
 matches a fresh index of the same folders would derive, and returns the
 difference as plain data. `apply_plan` writes exactly that difference, in an
 order the foreign keys accept. `catalog index --dry-run` is the plan without
-the apply.
+the apply. Stored groups and matches are only read when something must be
+derived again.
 
 Derived rows are recomputed from the images the project will hold, never
 patched in place: a group whose images changed is replaced, a group whose
@@ -86,8 +87,6 @@ def plan_project(
     check_sandbox(project)
     stored_sandbox = read_folder(conn, project_id, "sandbox")
     stored_final = read_folder(conn, project_id, "final")
-    stored_groups = read_groups(conn, project_id)
-    stored_matches = read_matches(conn, project_id)
 
     next_id = next_image_id(conn)
     sandbox = plan_folder("sandbox", project.sandbox_dir, stored_sandbox, next_id, warn=warn, progress=progress)
@@ -104,13 +103,17 @@ def plan_project(
     if not plan.changes.any and derived_current:
         return plan
 
-    sandbox_rows = list(sandbox.rows.values())
+    # Still before any write: stored groups are read whole, with every member
+    # (deleting images would cascade memberships away).
+    stored_groups = read_groups(conn, project_id)
+    stored_matches = read_matches(conn, project_id)
+    sandbox_rows = sandbox.images()
     if progress is not None:
         progress("grouping", 0, None)
     groups = form_groups(sandbox_rows)
     if progress is not None:
         progress("matching winners", 0, None)
-    found = match_finals(sandbox_rows, list(final.rows.values()))
+    found = match_finals(sandbox_rows, final.images())
     plan.groups = plan_groups(stored_groups, groups, group_winners(groups, found))
     plan.matches = plan_matches(stored_matches, found)
     return plan

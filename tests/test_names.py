@@ -37,8 +37,13 @@ def test_names_that_do_not_fully_parse(name, ts, stage):
     ("a.yaml", False), ("a.caption", False), ("20250705_215218.decision", False),
     (".DS_Store", False), (".png", False), ("a.png.txt", False), ("noext", False),
 ])
-def test_which_files_are_images(name, image):
+def test_which_files_are_images(name, image, tmp_path):
     assert is_image(name) is image
+    # The walk inlines the same rule for speed: it must pick the same files.
+    from catalog.scan import scan_images
+
+    (tmp_path / name).write_bytes(b"x")
+    assert [e.filename for e in scan_images(str(tmp_path))] == ([name] if image else [])
 
 
 def test_format_name_reads_back():
