@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from .database import executemany
-from .images import ImageRow
+from .images import ImageRow, stored_datetime
 from .names import format_stage, timestamp_key
 from .schema import group_members, image_groups
 
@@ -93,7 +93,7 @@ def read_groups(conn: Optional[Connection], project_id: Optional[int]) -> list[S
     group read afterwards would look smaller than it was stored."""
     if conn is None or project_id is None:
         return []
-    rows = conn.execute(
+    result = conn.execute(
         select(image_groups.c.id, image_groups.c.set_id, image_groups.c.dir, image_groups.c.size,
                image_groups.c.stages, image_groups.c.max_stage, image_groups.c.first_timestamp,
                image_groups.c.last_timestamp, image_groups.c.winner_count, image_groups.c.chosen_image_id,
@@ -102,15 +102,23 @@ def read_groups(conn: Optional[Connection], project_id: Optional[int]) -> list[S
         .where(image_groups.c.project_id == project_id)
         .order_by(image_groups.c.id, group_members.c.position)
     )
-    found: dict[int, StoredGroup] = {}
-    for gid, set_id, *shape_and_winner, image_id in rows:
-        group = found.get(gid)
-        if group is None:
-            group = found[gid] = StoredGroup(gid, set_id, (), tuple(shape_and_winner[:6]),
-                                             tuple(shape_and_winner[6:]))
+    # The driver's plain tuples in one fetchall: the result layer's per-row
+    # work cost more than the query (times come back as SQLite text).
+    try:
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+    finally:
+        result.close()
+    heads: dict[int, tuple] = {}
+    members: dict[int, list[int]] = {}
+    for gid, set_id, folder, size, stages, max_stage, first, last, count, chosen, chosen_stage, image_id in rows:
+        if gid not in heads:
+            heads[gid] = (set_id, (folder, size, stages, max_stage, stored_datetime(first), stored_datetime(last)),
+                          (count, chosen, chosen_stage))
+            members[gid] = []
         if image_id is not None:
-            found[gid] = group._replace(members=group.members + (image_id,))
-    return list(found.values())
+            members[gid].append(image_id)
+    return [StoredGroup(gid, set_id, tuple(members[gid]), shape, winner)
+            for gid, (set_id, shape, winner) in heads.items()]
 
 
 def shape_of(group: Sequence[ImageRow]) -> tuple:

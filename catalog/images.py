@@ -87,7 +87,7 @@ StoredImage = tuple
 S_ID, S_SIZE, S_MTIME = 0, 1, 2
 
 
-def _datetime(value) -> Optional[datetime]:
+def stored_datetime(value) -> Optional[datetime]:
     # SQLite hands back the text SQLAlchemy stored ('2025-07-08 06:07:11.000000'),
     # PostgreSQL a datetime.
     return datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -96,7 +96,7 @@ def _datetime(value) -> Optional[datetime]:
 def to_image(stored: StoredImage) -> ImageRow:
     """What grouping and matching need of a stored row."""
     image_id, _, _, folder, filename, timestamp, stage, width, height = stored
-    return ImageRow(image_id, folder, filename, _datetime(timestamp), stage, width, height)
+    return ImageRow(image_id, folder, filename, stored_datetime(timestamp), stage, width, height)
 
 
 _READ_FOLDER = text(

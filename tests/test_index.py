@@ -264,3 +264,17 @@ def test_a_terminal_sees_the_progress_bar(sample, tmp_path):
     for phase in ("scanning sandbox", "reading sandbox names and headers", "grouping", "writing groups and matches"):
         assert f"mojo-1 (2/3): {phase}" in screen, phase
     assert "3 projects indexed" in screen
+
+
+def test_changing_a_file_keeps_every_group_row(sample, run):
+    """A file whose content changed (same name) leaves membership alone: every
+    group is recognised as stored, none is deleted and re-inserted."""
+    root, expected = sample
+    assert run("index", root).exit_code == 0
+    before = query(run.db, "SELECT id, set_id, size, stages FROM image_groups ORDER BY id")
+    path = root / "sandbox" / "aiko" / expected.projects["aiko"].groups[3][1]
+    path.write_bytes(path.read_bytes() + b"\x00")
+    summary = json.loads(run("index", root, "--json").stdout)
+    aiko = next(s for s in summary if s["project"] == "aiko")
+    assert (aiko["changed"], aiko["groups_added"], aiko["groups_removed"]) == (1, 0, 0)
+    assert query(run.db, "SELECT id, set_id, size, stages FROM image_groups ORDER BY id") == before
