@@ -53,7 +53,7 @@ import csv, sqlite3, sys
 from catalog.export import DECISIONS_SQL
 con = sqlite3.connect(sys.argv[1])
 with open(sys.argv[2], "w", newline="") as f:
-    csv.writer(f).writerows(con.execute(DECISIONS_SQL.format(where="")))
+    csv.writer(f).writerows(con.execute(DECISIONS_SQL.format(where="", byte_order="")))  # SQLite: BINARY already
 """
 
 TARGETS = {

@@ -93,6 +93,8 @@ RelativeOpt = Annotated[Optional[str], typer.Option("--relative-to", help="Write
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")]
 IncludeMissingOpt = Annotated[bool, typer.Option(
     "--include-missing", help="Keep projects whose sandbox folder is gone (left out by default).")]
+IncludeMarkedOpt = Annotated[bool, typer.Option(
+    "--include-marked", help="Keep decisions marked wrong on the review site (left out by default).")]
 
 
 def fail(message: str, code: int) -> None:
@@ -342,10 +344,11 @@ def forget(
 @handled
 def db_upgrade() -> None:
     """Create the catalogue or bring its schema to the newest revision."""
-    from catalog.database import migrate
+    from catalog.database import migrate, shown
 
     before, after = migrate(state.db)
-    typer.echo(f"{state.db}: already at {after}" if before == after else f"{state.db}: {before or '(empty)'} -> {after}")
+    where = shown(state.db)  # never the password of a URL
+    typer.echo(f"{where}: already at {after}" if before == after else f"{where}: {before or '(empty)'} -> {after}")
 
 
 @db_app.command("current")
@@ -425,6 +428,7 @@ def export(
     merge: Annotated[bool, typer.Option("--merge", help="Append only new rows to an existing log.")] = False,
     force: ForceOpt = False,
     include_missing: IncludeMissingOpt = False,
+    include_marked: IncludeMarkedOpt = False,
 ) -> None:
     """Write one training row per decision (the trainer's selection_only_log.csv)."""
     from catalog.database import open_catalog, sqlite_path
@@ -435,6 +439,7 @@ def export(
         check_relative_to,
         decisions,
         export_format,
+        marked_decisions,
         training_row,
         write_rows,
     )
@@ -448,10 +453,12 @@ def export(
     with engine.connect() as conn:
         project, gone = _export_selection(conn, project, include_missing)
         found = decisions(conn, projects=project, anomalies_only=anomalies_only, relative_to=relative_to,
-                          leave_out=gone)
+                          leave_out=gone, leave_out_marked=not include_marked)
         rows = (training_row(d, as_json=kind == "jsonl") for d in found)
         result = write_rows(path, EXPORT_COLUMNS, rows, fmt=kind, merge=merge)
-        _export_summary(conn, result, merge, left_out=not anomalies_only)
+        marked = {} if include_marked else marked_decisions(conn, projects=project, anomalies_only=anomalies_only,
+                                                            leave_out=gone)
+        _export_summary(conn, result, merge, left_out=not anomalies_only, marked=marked)
 
 
 @app.command("export-anomalies")
@@ -462,19 +469,31 @@ def export_anomalies(
     relative_to: RelativeOpt = None,
     force: ForceOpt = False,
     include_missing: IncludeMissingOpt = False,
+    include_marked: IncludeMarkedOpt = False,
 ) -> None:
     """Write the trainer's anomaly_cases.csv: decisions where a lower stage won."""
     from catalog.database import open_catalog, sqlite_path
-    from catalog.export import ANOMALY_COLUMNS, anomaly_row, check_out, check_relative_to, decisions, write_rows
+    from catalog.export import (
+        ANOMALY_COLUMNS,
+        anomaly_row,
+        check_out,
+        check_relative_to,
+        decisions,
+        marked_decisions,
+        write_rows,
+    )
 
     path = check_out(out, force=force, merge=False, catalogue=sqlite_path(state.db))
     check_relative_to(relative_to)
     engine = open_catalog(state.db, write=False)
     with engine.connect() as conn:
         project, gone = _export_selection(conn, project, include_missing)
-        found = decisions(conn, projects=project, anomalies_only=True, relative_to=relative_to, leave_out=gone)
+        found = decisions(conn, projects=project, anomalies_only=True, relative_to=relative_to, leave_out=gone,
+                          leave_out_marked=not include_marked)
         result = write_rows(path, ANOMALY_COLUMNS, (anomaly_row(d) for d in found))
-        _export_summary(conn, result, False, left_out=False)
+        marked = {} if include_marked else marked_decisions(conn, projects=project, anomalies_only=True,
+                                                            leave_out=gone)
+        _export_summary(conn, result, False, left_out=False, marked=marked)
 
 
 def _known(conn, asked: Optional[list[str]]) -> Optional[list[str]]:
@@ -499,24 +518,32 @@ def _export_selection(conn, asked: Optional[list[str]], include_missing: bool):
     return asked, [p.name for p in gone]
 
 
-def _export_summary(conn, result, merge: bool, *, left_out: bool) -> None:
+def _export_summary(conn, result, merge: bool, *, left_out: bool, marked: Optional[dict[str, int]] = None) -> None:
     """Per project: rows written and anomalies among them, and the groups an
-    export of decisions leaves out, with why; then the total."""
+    export of decisions leaves out, with why (`marked`: project -> decisions
+    left out because a curator marked them wrong); then the total."""
     from catalog.views import stats as project_stats
 
     # stderr when the rows themselves go to stdout
     err = result.path == "-"
     counts = {r["project"]: r for r in project_stats(conn, list(result.projects))} if left_out else {}
-    for name, (rows, anomalies) in sorted(result.projects.items()):
+    marked = marked or {}
+    for name in sorted(set(result.projects) | set(marked)):
+        rows, anomalies = result.projects.get(name, (0, 0))
         line = f"{name}: {rows} rows, {anomalies} anomalies"
         c = counts.get(name)
         if c and (c["skipped"] or c["kept_twice"]):
             line += (f"; left out {c['skipped']} skipped groups (no winner) and "
                      f"{c['kept_twice']} kept twice (two or more winners)")
+        if marked.get(name):
+            line += f"; left out {marked[name]} marked wrong"
         typer.echo(line, err=err)
     msg = f"wrote {result.written} rows to {result.path}"
     if merge:
         msg += f" ({result.already} already there)"
+    if marked:
+        n = sum(marked.values())
+        msg += f"; left out {n} decision{'s' if n != 1 else ''} marked wrong (--include-marked keeps them)"
     typer.echo(msg, err=err)
 
 
@@ -583,6 +610,146 @@ def check(
         typer.echo(f"{len(problems)} problems listed")
     if strict and problems:
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- review
+
+
+class ReviewWhat(str, Enum):
+    all = "all"
+    anomalies = "anomalies"
+    decisions = "decisions"
+    skipped = "skipped"
+    orphans = "orphans"
+
+
+class ThumbFormat(str, Enum):
+    jpeg = "jpeg"
+    webp = "webp"
+
+
+INTERRUPTED.update({
+    "review": "the thumbnails made so far are kept and every page is whole (written to a temporary file, "
+              "then renamed); run catalog review again to finish the site",
+    "marks_import": "no mark was stored (one transaction)",
+    "marks_clear": "no mark was removed (one transaction)",
+})
+
+
+@app.command()
+@handled
+def review(
+    out_dir: Annotated[str, typer.Argument(
+        help="Folder to write the site into: created, or brought up to date if a review site is there.")],
+    project: ProjectsOpt = None,
+    what: Annotated[ReviewWhat, typer.Option(
+        "--what", help="Cards to show: anomalies, decisions (anomalies first), skipped, orphans, "
+                       "or all of them in that order.")] = ReviewWhat.all,
+    per_page: Annotated[int, typer.Option("--per-page", min=1, help="Cards per page.")] = 200,
+    thumb_size: Annotated[int, typer.Option(
+        "--thumb-size", min=64, max=2048, help="Longest side of a thumbnail, in pixels.")] = 384,
+    thumb_format: Annotated[ThumbFormat, typer.Option("--thumb-format", help="Thumbnails as jpeg or webp.")]
+    = ThumbFormat.jpeg,
+    absolute: Annotated[bool, typer.Option(
+        "--absolute", help="Link originals by absolute file:// URL instead of relative to OUT_DIR.")] = False,
+    jobs: Annotated[Optional[int], typer.Option(
+        "--jobs", "-j", min=1, help="Processes making thumbnails (default: one per core).")] = None,
+) -> None:
+    """Write an offline HTML contact sheet of the decisions, anomalies first (open OUT_DIR/index.html)."""
+    from catalog.database import open_catalog
+    from catalog.review import SECTION_LABELS, ReviewOptions, write_review
+
+    engine = open_catalog(state.db, write=False)
+    with engine.connect() as conn:
+        names = _known(conn, project)
+    options = ReviewOptions(what=what.value, per_page=per_page, edge=thumb_size, fmt=thumb_format.value,
+                            absolute=absolute, jobs=jobs)
+    result = _with_progress(lambda update: write_review(engine, out_dir, names, options, progress=update),
+                            f"review {out_dir}")
+    for p in result.missing:
+        typer.echo(f"catalog: warning: left out {p.name}: its sandbox folder {p.sandbox_dir} is gone "
+                   "(`catalog forget` removes it)", err=True)
+    for info in result.projects:
+        shown = ", ".join(f"{n} {SECTION_LABELS[s]}" for s, n in info.counts.items())
+        typer.echo(f"{info.name}: {shown} on {info.pages} page{'s' if info.pages != 1 else ''}")
+    t = result.tiles
+    line = f"thumbnails: {t.made} made, {t.kept} kept, {t.removed} removed"
+    if t.unreadable:
+        line += f"; {t.unreadable} unreadable (placeholder tiles)"
+    typer.echo(f"{line} in {result.tiles_seconds:.1f}s")
+    typer.echo(f"wrote {result.pages_written} pages in {result.pages_seconds:.1f}s; open {result.index.as_uri()}")
+
+
+# ---------------------------------------------------------------- marks
+
+marks_app = typer.Typer(no_args_is_help=True, help="Review marks: decisions a curator marked wrong on the review site.",
+                        context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(marks_app, name="marks")
+
+
+@marks_app.command("import")
+@handled
+def marks_import(
+    file: Annotated[str, typer.Argument(help="The review-marks.json the review page downloaded.")],
+    by: Annotated[Optional[str], typer.Option("--by", help="Who marked them, where the file does not say.")] = None,
+) -> None:
+    """Store the marks of a review-marks.json; export then leaves those decisions out."""
+    from catalog.database import open_catalog
+    from catalog.marks import import_marks, read_marks_file
+
+    marks = read_marks_file(file)
+    open_catalog(state.db, write=False).dispose()  # no catalogue there is an error, not a new empty one
+    result = import_marks(open_catalog(state.db, write=True), marks, by=by)
+    for m in result.unknown[:20]:
+        typer.echo(f"catalog: warning: {m.project} {m.set_id}: no such group in the catalogue (re-indexed since the "
+                   "page was written, or another catalogue?); skipped", err=True)
+    if len(result.unknown) > 20:
+        typer.echo(f"catalog: warning: ... and {len(result.unknown) - 20} more", err=True)
+    line = (f"imported {file}: {result.added} new, {result.updated} updated, {result.unchanged} unchanged")
+    if result.unknown:
+        line += f", {len(result.unknown)} skipped"
+    typer.echo(line)
+
+
+@marks_app.command("list")
+@handled
+def marks_list(
+    project: ProjectsOpt = None,
+    fmt: FormatOpt = Format.table,
+    limit: LimitOpt = 1000,
+    show_all: AllOpt = False,
+    no_headers: NoHeadersOpt = False,
+) -> None:
+    """List the marks, with what each does now (status: anomaly or decision left out of exports,
+    not a decision, or gone)."""
+    from catalog.database import open_catalog
+    from catalog.marks import LIST_COLUMNS, list_marks
+
+    engine = open_catalog(state.db, write=False)
+    with engine.connect() as conn:
+        rows = list_marks(conn, _known(conn, project))
+    print_rows(LIST_COLUMNS, rows, fmt, limit=limit, show_all=show_all, no_headers=no_headers)
+
+
+@marks_app.command("clear")
+@handled
+def marks_clear(
+    set_ids: Annotated[Optional[list[str]], typer.Argument(help="Set ids whose marks to remove.")] = None,
+    project: ProjectsOpt = None,
+    everything: Annotated[bool, typer.Option("--all", help="Remove every mark.")] = False,
+) -> None:
+    """Remove marks (SET_ID..., every mark of --project, or --all): export keeps those decisions again."""
+    from catalog.database import open_catalog
+    from catalog.marks import clear_marks
+
+    open_catalog(state.db, write=False).dispose()  # no catalogue there is an error, not a new empty one
+    engine = open_catalog(state.db, write=True)
+    with engine.connect() as conn:
+        names = _known(conn, project)
+    cleared, unmatched = clear_marks(engine, names=names, set_ids=set_ids or [], everything=everything)
+    for set_id in unmatched:
+        typer.echo(f"catalog: warning: {set_id}: no mark to clear", err=True)
+    typer.echo(f"cleared {cleared} mark{'s' if cleared != 1 else ''}")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,36 @@
 """Open the catalogue: resolve --db, create engines, keep the schema at head.
 
-Owns the rules around the database file: a file path or a SQLAlchemy URL;
-a missing database is created only by commands that write; a database that
-is behind is upgraded by Alembic before use; one stamped with a revision this
-code does not know, a corrupt file or another program's database is refused
-before anything is written. Database errors become one-line CatalogErrors.
+Owns the rules around the database: a file path or a SQLAlchemy URL
+(`postgres://` and `postgresql://` mean PostgreSQL through psycopg 3); a
+missing database is created only by commands that write; a database that is
+behind is upgraded by Alembic before use, one upgrader at a time; one stamped
+with a revision this code does not know, a corrupt file or another program's
+database is refused before anything is written. Database errors become
+one-line CatalogErrors that say what to do, and a URL's password never
+appears in a message (`shown`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from . import dialects
 from .errors import CatalogError, UsageError
 from .schema import HEAD_REVISION
 
 DEFAULT_DB = "catalog.db"
+
+POSTGRES_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg")
+POSTGRES_DRIVER = "postgresql+psycopg"
+INSTALL_DRIVER = "pip install 'catalog[postgres]' (or pip install 'psycopg[binary]' beside catalog)"
 
 
 def is_url(target: str) -> bool:
@@ -36,6 +44,73 @@ def sqlite_path(target: str) -> Optional[str]:
     if target.startswith("sqlite:///") and len(target) > len("sqlite:///"):
         return target[len("sqlite:///"):].split("?", 1)[0]
     return None
+
+
+def is_postgres(target: str) -> bool:
+    return target.split("://", 1)[0].lower().startswith(("postgres", "postgresql"))
+
+
+_PASSWORD_IN_AUTHORITY = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@]*:)[^@]*@")
+_PASSWORD_IN_QUERY = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+
+
+def shown(target: str) -> str:
+    """`target` as messages show it: a URL's password (in the authority or
+    as a `password=` parameter) replaced by ***. Parsed the way SQLAlchemy
+    parses URLs, and textual, so it works on URLs that do not parse too."""
+    if not is_url(target):
+        return target
+    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_AUTHORITY.sub(r"\1***@", target))
+
+
+def _secrets(target: str) -> list[str]:
+    """The password(s) in `target`, as written and decoded, to scrub from any
+    text quoted in a message."""
+    from urllib.parse import unquote
+
+    found = []
+    m = _PASSWORD_IN_AUTHORITY.match(target)
+    if m:
+        found.append(target[m.end(1):m.end() - 1])
+    found.extend(target[q.end(1):q.end()] for q in _PASSWORD_IN_QUERY.finditer(target))
+    found += [unquote(s) for s in found]
+    # A password of one or two characters would scrub half the message.
+    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
+
+
+def scrub(message: str, target: str) -> str:
+    for secret in _secrets(target):
+        message = message.replace(secret, "***")
+    return message
+
+
+def postgres_url(target: str) -> URL:
+    """The SQLAlchemy URL for a PostgreSQL target: `postgres://` (libpq's
+    spelling) and `postgresql://` become `postgresql+psycopg://`."""
+    scheme = target.split("://", 1)[0].lower()
+    if scheme not in POSTGRES_SCHEMES:
+        raise UsageError(
+            f"database URL {shown(target)}: catalog reaches PostgreSQL through psycopg 3; "
+            f"write it as postgresql://{shown(target).split('://', 1)[1]}")
+    try:
+        url = make_url(target)
+    except (ArgumentError, ValueError) as exc:
+        raise UsageError(f"database URL {shown(target)} does not parse ({scrub(str(exc), target)}); "
+                         "the form is postgresql://USER:PASSWORD@HOST:PORT/DATABASE") from None
+    return url.set(drivername=POSTGRES_DRIVER)
+
+
+def _postgres_connect_args(url: URL, readonly: bool) -> dict:
+    """Our connection parameters under the URL's own: a URL parameter wins,
+    and the URL's `options` come after ours, so its `-c name=value` win."""
+    args = dialects.postgres_connect_args(readonly=readonly)
+    for key in list(args):
+        if key in url.query:
+            if key == "options":
+                args[key] = f"{args[key]} {url.query[key]}"
+            else:
+                del args[key]
+    return args
 
 
 def open_engine(target: str, *, readonly: bool = False) -> Engine:
@@ -55,10 +130,19 @@ def open_engine(target: str, *, readonly: bool = False) -> Engine:
         engine = create_engine(target)
         dialects.configure_sqlite(engine, readonly=readonly)
         return engine
+    if is_postgres(target):
+        url = postgres_url(target)
+        try:
+            engine = create_engine(url, isolation_level=dialects.POSTGRES_ISOLATION[readonly],
+                                   connect_args=_postgres_connect_args(url, readonly))
+        except ImportError:
+            raise UsageError(f"PostgreSQL needs the psycopg driver, which is not installed: {INSTALL_DRIVER}") from None
+        dialects.configure_postgres(engine, readonly=readonly)
+        return engine
     try:
         return create_engine(target)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
-        raise UsageError(f"cannot use database URL {target!r}: {exc}") from None
+        raise UsageError(f"cannot use database URL {shown(target)}: {scrub(str(exc), target)}") from None
 
 
 def _check_sqlite_file(path: str, *, must_exist: bool) -> None:
@@ -108,14 +192,19 @@ def _check_known(revision: str, target: str) -> None:
         known = None
     if known is None:
         raise CatalogError(
-            f"database {target} was written by a newer catalog (schema revision {revision}); "
+            f"database {shown(target)} was written by a newer catalog (schema revision {revision}); "
             "upgrade catalog before using it"
         )
 
 
 def upgrade(engine: Engine, target: str) -> tuple[Optional[str], str]:
-    """Bring the schema to head in one transaction; returns (before, after)."""
+    """Bring the schema to head in one transaction; returns (before, after).
+
+    Upgraders queue on the schema lock and read the revision after taking
+    it: of several first runs on an empty database, one creates the schema
+    and the others find it done."""
     with engine.begin() as conn:
+        dialects.lock_schema(conn)
         before = current_revision(conn)
         if before == HEAD_REVISION:
             return before, before
@@ -139,11 +228,21 @@ def open_catalog(target: str, *, write: bool) -> Engine:
 
 
 def open_existing(target: str) -> Optional[Engine]:
-    """A read-only engine, or None when the SQLite file does not exist yet
-    (for --dry-run, which must not create it)."""
+    """A read-only engine, or None when there is no catalogue yet: no SQLite
+    file, or a server database without the schema (for --dry-run, which
+    must not create it)."""
     path = sqlite_path(target)
     if path is not None and not os.path.exists(path):
         return None
+    if path is None:
+        try:
+            engine = open_engine(target, readonly=True)
+            empty = revision_of(engine) is None
+        except SQLAlchemyError as exc:
+            raise describe_db_error(exc, target) from None
+        engine.dispose()
+        if empty:
+            return None
     return _open(target, False, may_upgrade=False)[0]
 
 
@@ -162,7 +261,7 @@ def current(target: str) -> str:
     except SQLAlchemyError as exc:
         raise describe_db_error(exc, target) from None
     if revision is None:
-        raise UsageError(f"no catalogue in {target} yet; run `catalog index PATH` first")
+        raise UsageError(f"no catalogue in {shown(target)} yet; run `catalog index PATH` first")
     if revision != HEAD_REVISION:
         _check_known(revision, target)
         return f"{revision} (behind {HEAD_REVISION}; run `catalog db upgrade`)"
@@ -187,37 +286,135 @@ def _open(target: str, write: bool, may_upgrade: bool = True) -> tuple[Engine, O
             if revision is not None:
                 _check_known(revision, target)
             elif not write:
-                raise UsageError(f"no catalogue in {target} yet; run `catalog index PATH` first")
+                raise UsageError(f"no catalogue in {shown(target)} yet; run `catalog index PATH` first")
             if not may_upgrade:
-                raise UsageError(f"catalogue {target} has an older schema; run `catalog db upgrade` first")
+                raise UsageError(f"catalogue {shown(target)} has an older schema; run `catalog db upgrade` first")
             # A reader upgrades through a short-lived writable engine, then reads read-only.
             writer = engine if write else open_engine(target)
             try:
                 upgrade(writer, target)
+            except SQLAlchemyError as exc:
+                if revision is not None and getattr(getattr(exc, "orig", None), "sqlstate", None) == "42501":
+                    raise CatalogError(  # insufficient privilege: not the owner
+                        f"catalogue {shown(target)} has an older schema ({revision}) that this role "
+                        "may not upgrade; run `catalog db upgrade` (or index) with the role that owns it"
+                    ) from None
+                raise
             finally:
                 if writer is not engine:
                     writer.dispose()
+        if write and is_postgres(target):
+            _check_may_write(engine, target)
         return engine, revision
     except SQLAlchemyError as exc:
         raise describe_db_error(exc, target) from None
+
+
+def _check_may_write(engine: Engine, target: str) -> None:
+    """Refuse a role that may only read once, up front, rather than once per project."""
+    with engine.connect() as conn:
+        if dialects.may_write(conn):
+            return
+    url = postgres_url(target)
+    raise CatalogError(
+        f"role {url.username or '(your login name)'} may only read catalogue {shown(target)} (no write rights, or "
+        "a read-only session or server); index, forget and upgrade with the role that owns it (SELECT-only "
+        "roles are for catalog sql, stats and export)")
 
 
 def describe_db_error(exc: BaseException, target: str) -> CatalogError:
     """One line a user can act on, for the database failures people really hit."""
     orig = getattr(exc, "orig", None) or exc
     msg = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    msg = scrub(msg, target)
+    if is_postgres(target):
+        found = _describe_postgres(orig, msg, target)
+        if found is not None:
+            return found
     low = msg.lower()
     if "file is not a database" in low or "malformed" in low:
         return CatalogError(f"database {target} is corrupt or not SQLite ({msg}); move it aside or choose another --db")
     if "locked" in low or "busy" in low:
-        return CatalogError(
-            f"database {target} is busy: another catalog run is writing it; try again when it has finished"
-        )
+        return _busy(target)
     if "readonly" in low or "read-only" in low or "unable to open" in low:
         return CatalogError(
-            f"cannot write database {target} ({msg}): the file or its folder is read-only; choose a writable --db"
+            f"cannot write database {shown(target)} ({msg}): the file or its folder is read-only; "
+            "choose a writable --db"
         )
-    return CatalogError(f"database error on {target}: {msg}")
+    return CatalogError(f"database error on {shown(target)}: {msg}")
+
+
+def _busy(target: str) -> CatalogError:
+    return CatalogError(
+        f"database {shown(target)} is busy: another catalog run is writing it; try again when it has finished"
+    )
+
+
+def _describe_postgres(orig: BaseException, msg: str, target: str) -> Optional[CatalogError]:
+    """The PostgreSQL failures of a team's setup, by SQLSTATE where the server
+    sent one, else by libpq's (English) connection messages."""
+    try:
+        url = postgres_url(target)
+    except UsageError as exc:
+        return exc
+    where = shown(target)
+    user = url.username or os.environ.get("PGUSER") or "(your login name)"
+    db = url.database or user
+    server = f"{url.host or 'localhost'}:{url.port or 5432}"
+    state = getattr(orig, "sqlstate", None) or ""
+    full = " ".join(scrub(str(orig), target).split())
+    low = full.lower()
+    if "connection refused" in low or ("no such file or directory" in low and "socket" in low):
+        return CatalogError(f"cannot connect to PostgreSQL at {server}: connection refused; "
+                            f"start the server, or fix the host and port in --db / CATALOG_DB ({where})")
+    if "timeout expired" in low:
+        return CatalogError(f"PostgreSQL at {server} did not answer in time (connect_timeout); check the server "
+                            f"and the network, or raise connect_timeout in the URL ({where})")
+    if "could not translate host name" in low or "name or service not known" in low:
+        return CatalogError(f"unknown host {url.host!r}; fix the host in --db / CATALOG_DB ({where})")
+    if "password authentication failed" in low or state == "28P01":
+        return CatalogError(f"PostgreSQL at {server} refused the password of role {user}; fix it in --db / "
+                            "CATALOG_DB, PGPASSWORD or ~/.pgpass")
+    if "no password supplied" in low or "password is required" in low:
+        return CatalogError(f"PostgreSQL at {server} wants a password for role {user}; give it in --db / "
+                            "CATALOG_DB (postgresql://USER:PASSWORD@HOST/DB), PGPASSWORD or ~/.pgpass")
+    if state == "3D000" or re.search(r'database "[^"]*" does not exist', low):
+        return CatalogError(f"database {db} does not exist on {server}; create it (createdb -O {user} {db}, "
+                            f"see the README's PostgreSQL section) or fix --db ({where})")
+    if re.search(r'role "[^"]*" does not exist', low):
+        return CatalogError(f"role {user} does not exist on {server}; create it (see the README's PostgreSQL "
+                            f"section) or fix --db ({where})")
+    if state == "28000" or "no pg_hba.conf entry" in low:
+        return CatalogError(f"PostgreSQL at {server} does not let role {user} connect ({msg}); "
+                            "ask its administrator to allow it in pg_hba.conf")
+    if state == "55P03":  # lock_not_available: lock_timeout ran out
+        return _busy(target)
+    if state == "42501" and "schema public" in low:
+        return CatalogError(
+            f"role {user} may not create tables in schema public of database {db} (since PostgreSQL 15 only "
+            f"the database owner may): create the catalogue as the owner (ALTER DATABASE {db} OWNER TO {user}) "
+            f"or GRANT CREATE ON SCHEMA public TO {user}")
+    if state == "42501":
+        return CatalogError(f"role {user} lacks a right on catalogue {where} ({msg}): a role that reads needs "
+                            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {user}; index, forget and upgrade "
+                            "with the role that owns the catalogue")
+    if state == "25006":  # read_only_sql_transaction
+        return CatalogError(f"database {db} on {server} only accepts reads ({msg}): a standby, or a role or "
+                            "database with default_transaction_read_only; write through the primary server "
+                            "with the owner role")
+    if state == "25P03" or "idle-in-transaction" in low:
+        return CatalogError(f"PostgreSQL at {server} ended a transaction left idle longer than "
+                            "idle_in_transaction_session_timeout; nothing of it was kept; run the command again")
+    if state == "53300":
+        return CatalogError(f"PostgreSQL at {server} has no free connection slot (max_connections); "
+                            "try again when fewer clients are connected")
+    if state.startswith("57P") or state.startswith("08") or any(sign in low for sign in (
+            "server closed the connection", "terminating connection", "connection is lost",
+            "consuming input failed", "the connection is closed", "connection already closed",
+            "ssl syscall error", "broken pipe", "connection reset")):
+        return CatalogError(f"lost the connection to PostgreSQL at {server} (server stopped or restarted, or "
+                            "the network failed); the unfinished transaction was rolled back; run the command again")
+    return None
 
 
 def executemany(conn: Connection, stmt, rows: list, columns: Optional[Sequence[str]] = None) -> None:

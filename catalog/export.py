@@ -20,8 +20,9 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence,
 
 from sqlalchemy.engine import Connection
 
-from . import faults
+from . import dialects, faults
 from .errors import CatalogError, UsageError
+from .marks import MARKED
 from .names import format_stage
 from .views import execute_for_projects
 
@@ -53,16 +54,16 @@ JOIN projects p ON p.name = d.project
 JOIN group_members gm ON gm.group_id = d.group_id
 JOIN images i ON i.id = gm.image_id AND i.id <> d.chosen_image_id
 {where}
-ORDER BY d.project, d.set_id, i.stage, i.filename
+ORDER BY d.project{byte_order}, d.set_id{byte_order}, i.stage, i.filename{byte_order}
 """
 
 
-def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
-              anomalies_only: bool = False, relative_to: Optional[str] = None,
-              leave_out: Sequence[str] = ()) -> Iterator[Decision]:
-    """Every decision, with its losers; `projects` keeps only those,
-    `leave_out` drops these (projects whose folders are gone)."""
-    conditions, params = [], {}
+def _selection(*, projects: Optional[Sequence[str]], anomalies_only: bool, leave_out: Sequence[str],
+               marked: Optional[bool]) -> tuple[str, dict]:
+    """WHERE clause and parameters over decisions `d` joined with projects `p`;
+    `marked` True keeps only, False leaves out, None ignores review marks."""
+    conditions: list[str] = []
+    params: dict[str, object] = {}
     if projects:
         conditions.append("d.project IN :names")
         params["names"] = list(projects)
@@ -71,10 +72,25 @@ def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
         params[f"gone{k}"] = name
     if anomalies_only:
         conditions.append("d.is_anomaly = 1")
-    where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
+    if marked is not None:
+        conditions.append(MARKED if marked else f"NOT {MARKED}")
+    return ("WHERE " + " AND ".join(conditions)) if conditions else "", params
+
+
+def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
+              anomalies_only: bool = False, relative_to: Optional[str] = None,
+              leave_out: Sequence[str] = (), leave_out_marked: bool = False) -> Iterator[Decision]:
+    """Every decision, with its losers; `projects` keeps only those,
+    `leave_out` drops these (projects whose folders are gone), and
+    `leave_out_marked` drops decisions a curator marked wrong on the review
+    page (catalog/marks.py)."""
+    where, params = _selection(projects=projects, anomalies_only=anomalies_only, leave_out=leave_out,
+                               marked=False if leave_out_marked else None)
     # Untyped on purpose: typed columns would convert every loser row's
     # timestamp; iso_utc reads the raw value once per decision instead.
-    rows = execute_for_projects(conn, DECISIONS_SQL.format(where=where), params)
+    # Byte order, so that the rows come out the same whatever the database's collation.
+    rows = execute_for_projects(conn, DECISIONS_SQL.format(where=where, byte_order=dialects.byte_order(conn)),
+                                params)
 
     start = os.path.abspath(relative_to) if relative_to is not None else None
     bases: dict[str, str] = {}
@@ -101,6 +117,16 @@ def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
         current.loser_stages.append(loser_stage)
     if current is not None:
         yield current
+
+
+def marked_decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None, anomalies_only: bool = False,
+                     leave_out: Sequence[str] = ()) -> dict[str, int]:
+    """project -> how many of the decisions `decisions()` would give (same
+    arguments) are marked wrong: what `leave_out_marked` leaves out."""
+    where, params = _selection(projects=projects, anomalies_only=anomalies_only, leave_out=leave_out, marked=True)
+    sql = f"SELECT d.project, COUNT(*) FROM decisions d JOIN projects p ON p.name = d.project {where} " \
+          "GROUP BY d.project ORDER BY d.project"
+    return {project: n for project, n in execute_for_projects(conn, sql, params)}
 
 
 def iso_utc(timestamp) -> str:

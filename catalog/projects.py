@@ -134,10 +134,13 @@ def requested(paths: Optional[list[str]], name: Optional[str], sandbox: Optional
 
 def stored_projects(conn) -> list[Project]:
     """Every catalogued project, from the folders it was last indexed from."""
+    from .dialects import byte_ordered
     from .schema import projects
 
+    # Code point order on every backend: runs and listings do not depend on a collation.
     rows = conn.execute(
-        select(projects.c.name, projects.c.sandbox_dir, projects.c.final_dir).order_by(projects.c.name)
+        select(projects.c.name, projects.c.sandbox_dir, projects.c.final_dir)
+        .order_by(byte_ordered(conn, projects.c.name))
     )
     return [Project(name, sandbox, final, "stored") for name, sandbox, final in rows]
 

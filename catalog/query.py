@@ -2,8 +2,11 @@
 
 Owns the read-only guarantee on every backend: SQLite is opened with
 mode=ro plus query_only plus an authorizer (no ATTACH, no writing pragmas,
-no load_extension); PostgreSQL runs inside a READ ONLY transaction. Both are
-always rolled back. Exactly one statement is accepted per call.
+no load_extension); PostgreSQL runs in a read-only session and transaction,
+never as a superuser, with the statement sent through the extended protocol
+(see catalog/dialects.py, `PostgresQuery`). Both are always rolled back.
+Exactly one statement is accepted per call: counted here for a clear message,
+and enforced by the driver (SQLite) or the server (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -39,16 +42,26 @@ def read_query(arg: str) -> str:
     return arg
 
 
+def _in_identifier(sql: str, i: int) -> bool:
+    """Whether the character before position i continues an identifier."""
+    return i > 0 and (sql[i - 1].isalnum() or sql[i - 1] in "_$")
+
+
 def split_statements(sql: str) -> list[str]:
     """Split on `;` outside quotes, comments and PostgreSQL dollar quotes;
-    empty statements are dropped."""
+    empty statements are dropped. In PostgreSQL's escape strings (E'...')
+    a backslash escapes the next character, quote included."""
     parts, buf = [], []
     i, n = 0, len(sql)
     while i < n:
         c = sql[i]
         if c in ("'", '"', "`"):
+            escapes = c == "'" and i > 0 and sql[i - 1] in "eE" and not _in_identifier(sql, i - 1)
             j = i + 1
             while j < n:
+                if escapes and sql[j] == "\\":
+                    j += 2
+                    continue
                 if sql[j] == c:
                     if j + 1 < n and sql[j + 1] == c:  # doubled quote inside
                         j += 2
@@ -64,7 +77,7 @@ def split_statements(sql: str) -> list[str]:
             j = sql.find("*/", i + 2)
             i = n if j < 0 else j + 2
             buf.append(" ")
-        elif c == "$":
+        elif c == "$" and not _in_identifier(sql, i):
             j = sql.find("$", i + 1)
             tag = sql[i:j + 1] if j > 0 else ""
             if tag and (tag == "$$" or tag[1:-1].isidentifier()):
@@ -98,6 +111,8 @@ def one_statement(sql: str) -> str:
 def describe_error(exc: SQLAlchemyError) -> CatalogError:
     orig = getattr(exc, "orig", None) or exc
     msg = " ".join(str(orig).split()) or type(orig).__name__
+    if "cannot insert multiple commands" in msg:  # PostgreSQL's parser found a second statement
+        return UsageError(f"one statement per call, the server found more ({msg}); run them one by one")
     if any(sign in msg.lower() for sign in _READ_ONLY_SIGNS):
         return CatalogError(f"read-only: catalog sql cannot change the catalogue ({msg})")
     return CatalogError(msg)
@@ -114,13 +129,18 @@ def run_sql(target: str, sql: str, *, timeout: Optional[float] = None) -> Iterat
     try:
         with engine.connect() as conn:
             conn.begin()
-            dialects.begin_read_only(conn)
             limit.apply(conn)
             try:
                 with limit.catching_ctrl_c():
-                    result = conn.exec_driver_sql(statement)
-                    columns = list(result.keys()) if result.returns_rows else []
-                    rows = iter(result) if result.returns_rows else iter(())
+                    if dialects.is_postgres(conn):
+                        query = dialects.PostgresQuery(conn)
+                        query.preflight(timeout)
+                        # The text as given: the server itself counts the statements.
+                        columns, rows = query.run(sql.strip())
+                    else:
+                        result = conn.exec_driver_sql(statement)
+                        columns = list(result.keys()) if result.returns_rows else []
+                        rows = iter(result) if result.returns_rows else iter(())
                     yield columns, rows
             except SQLAlchemyError as exc:
                 if limit.interrupted:

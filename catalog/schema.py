@@ -25,11 +25,14 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
+
+from .dialects import POSTGRES_PATH_KEY
 
 # The newest Alembic revision this code knows; a command that finds the
 # database here does no migration work at all (and never imports Alembic).
-HEAD_REVISION = "0004_review_marks"
+HEAD_REVISION = "0005_path_digest"
 
 # Bumped whenever grouping or matching logic changes, so the next sync
 # recomputes derived rows even for projects whose files did not change.
@@ -76,7 +79,13 @@ images = Table(
     Column("height", Integer),
     Column("size_bytes", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
-    UniqueConstraint("project_id", "role", "rel_path"),
+    # One row per path. On PostgreSQL the key holds the path's md5 instead of
+    # the path: a btree entry must fit in a third of a page (~2.7 KB), and a
+    # deep folder of long names can exceed it (migration 0005). SQLite has no
+    # such limit and keeps the path itself.
+    UniqueConstraint("project_id", "role", "rel_path").ddl_if(dialect="sqlite"),
+    Index("uq_images_project_id_role_path_md5", "project_id", "role", text(POSTGRES_PATH_KEY),
+          unique=True).ddl_if(dialect="postgresql"),
     CheckConstraint("role IN ('sandbox', 'final')", name="role"),
 )
 

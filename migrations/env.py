@@ -6,6 +6,7 @@ import os
 
 from alembic import context
 
+from catalog import dialects
 from catalog.database import open_engine
 from catalog.schema import metadata
 
@@ -26,6 +27,8 @@ else:
     engine = open_engine(target)
     try:
         with engine.begin() as conn:
+            # The same lock `catalog` takes, so two upgrades never race.
+            dialects.lock_schema(conn)
             run(conn)
     finally:
         engine.dispose()
