@@ -8,15 +8,17 @@ crash never leaves a truncated or half-merged log behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence, TextIO
+from typing import NamedTuple, Optional, TextIO
 
 from sqlalchemy.engine import Connection
 
@@ -113,6 +115,7 @@ def decisions(conn: Connection, *, projects: Optional[Sequence[str]] = None,
             current_group = group_id
             current = Decision(project, set_id, base + chosen, chosen_stage, max_stage, is_anomaly, timestamp,
                                [], [])
+        assert current is not None  # set on the first row
         current.loser_paths.append(base + loser)
         current.loser_stages.append(loser_stage)
     if current is not None:
@@ -261,10 +264,8 @@ def _read_log(path: Path) -> TrainingLog:
 
 def _clear_stale_temps(out: Path) -> None:
     for stale in out.parent.glob(f".{out.name}.*.tmp"):
-        try:
+        with contextlib.suppress(OSError):
             stale.unlink()
-        except OSError:
-            pass
 
 
 def atomic_write(out: Path, write: Callable[[TextIO], None]) -> None:
@@ -287,10 +288,8 @@ def atomic_write(out: Path, write: Callable[[TextIO], None]) -> None:
         faults.reach("export_written")
         os.replace(tmp, out)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
             raise CatalogError(f"cannot write {out}: {exc.strerror or exc}; nothing was changed "
                                "(check the free space and permissions of its folder)") from None
@@ -355,9 +354,9 @@ def write_rows(out: Optional[Path], columns: list[str], rows: Iterable[dict], *,
             return
         if log is not None:
             f.flush()
-            f.buffer.write(log.raw)  # type: ignore[attr-defined]  # the existing log, byte for byte
+            f.buffer.write(log.raw)  # the existing log, byte for byte
             if log.raw and not log.raw.endswith(b"\n"):
-                f.buffer.write(log.newline.encode())  # type: ignore[attr-defined]
+                f.buffer.write(log.newline.encode())
         writer = csv.writer(f, lineterminator=log.newline if log else "\n")
         header = log.header if log else columns
         if log is None:
