@@ -8,15 +8,23 @@ that runs on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
+from . import dialects
+
 STATS_COLUMNS = [
     "project", "sandbox_images", "final_images", "unparsed_names", "groups", "decisions",
     "skipped", "kept_twice", "orphans", "anomalies", "anomaly_rate", "last_indexed",
+    # `catalog crops`: cropped winners by what their box search found
+    "crops_exact", "crops_approx", "crops_review", "crops_none", "crops_failed",
 ]
+CROP_STATUSES = ("exact", "approx", "review", "none", "failed")
+# Summed into the TOTAL row; the rate is recomputed and the time is the latest.
+_COUNTED = [c for c in STATS_COLUMNS[1:] if c not in ("anomaly_rate", "last_indexed")]
 
 # Each view is aggregated once and joined by project, rather than asked once
 # per project: the cost stays one pass over each view however many projects.
@@ -27,7 +35,9 @@ SELECT p.name AS project,
        COALESCE(i.sandbox_images, 0), COALESCE(i.final_images, 0), COALESCE(i.unparsed_names, 0),
        COALESCE(g.groups_n, 0), COALESCE(d.decisions_n, 0), COALESCE(g.skipped_n, 0),
        COALESCE(g.kept_twice_n, 0), COALESCE(o.orphans_n, 0), COALESCE(d.anomalies_n, 0),
-       p.indexed_at, COALESCE(g.winners_n, 0)
+       p.indexed_at,
+       {crop_counts},
+       COALESCE(g.winners_n, 0)
 FROM projects p
 LEFT JOIN (
     SELECT project_id,
@@ -48,8 +58,12 @@ LEFT JOIN (
     FROM decisions {where} GROUP BY project
 ) d ON d.project = p.name
 LEFT JOIN (SELECT project, COUNT(*) AS orphans_n FROM orphans {where} GROUP BY project) o ON o.project = p.name
+LEFT JOIN (
+    SELECT f.project_id, {crop_sums}
+    FROM crop_boxes c JOIN images f ON f.id = c.final_image_id {crops_where} GROUP BY f.project_id
+) c ON c.project_id = p.id
 {projects_where}
-ORDER BY p.name
+ORDER BY p.name{byte_order}
 """
 
 
@@ -85,6 +99,10 @@ def _stats_rows(conn: Connection, names: Optional[Sequence[str]]) -> list[dict]:
         where=where,
         projects_where=_project_filter(names, "p.name")[0],
         images_where=("WHERE project_id IN (SELECT id FROM projects WHERE name IN :names)" if names else ""),
+        crops_where=("WHERE f.project_id IN (SELECT id FROM projects WHERE name IN :names)" if names else ""),
+        crop_counts=", ".join(f"COALESCE(c.crops_{s}, 0)" for s in CROP_STATUSES),
+        crop_sums=", ".join(f"SUM(CASE WHEN c.status = '{s}' THEN 1 ELSE 0 END) AS crops_{s}" for s in CROP_STATUSES),
+        byte_order=dialects.byte_order(conn),  # the same order whatever the database's collation
     )
     selected = [c for c in STATS_COLUMNS if c != "anomaly_rate"] + ["winners"]
     return [dict(zip(selected, r)) for r in execute_for_projects(conn, sql, params)]
@@ -100,9 +118,9 @@ def project_counts(conn: Connection, name: str) -> dict:
 
 def stats(conn: Connection, names: Optional[Sequence[str]] = None) -> list[dict]:
     """One row per project, then a TOTAL row."""
-    counted = STATS_COLUMNS[1:-2]
+    counted = _COUNTED
     out = []
-    total = dict.fromkeys(counted, 0)
+    total: dict = dict.fromkeys(counted, 0)
     last = None
     for row in _stats_rows(conn, names):
         row["anomaly_rate"] = _rate(row)
@@ -133,6 +151,10 @@ UNION ALL
 SELECT p.name, 'unreadable_header', i.role, i.rel_path
 FROM images i JOIN projects p ON p.id = i.project_id
 WHERE i.width IS NULL {ap}
+UNION ALL
+SELECT p.name, 'crop_' || c.status, COALESCE(c.reason, c.status), f.rel_path
+FROM crop_boxes c JOIN images f ON f.id = c.final_image_id JOIN projects p ON p.id = f.project_id
+WHERE c.status IN ('review', 'none', 'failed') {ap}
 ORDER BY 1, 2, 4
 """
 
@@ -155,7 +177,9 @@ def _missing_folders(conn: Connection, names: Optional[Sequence[str]]) -> list[d
 
 
 def check(conn: Connection, names: Optional[Sequence[str]] = None) -> tuple[list[dict], dict[str, int]]:
-    """Data-quality problems to look at, and the cropped-winner count per project."""
+    """Data-quality problems to look at (crop boxes that `catalog crops` could
+    not prove among them: review, none, failed), and the cropped-winner count
+    per project."""
     params: dict = {}
     w = a = ap = ""
     if names:
@@ -166,12 +190,14 @@ def check(conn: Connection, names: Optional[Sequence[str]] = None) -> tuple[list
         for r in execute_for_projects(conn, _CHECKS.format(w=w, a=a, ap=ap), params)
     ]
     problems.extend(_missing_folders(conn, names))
-    problems.sort(key=lambda p: (p["project"], p["problem"], p["path"] or ""))
+    # Code point order (not the database's collation), every column: ties never left to chance.
+    problems.sort(key=lambda p: (p["project"], p["problem"], p["path"] or "", p["detail"] or ""))
     where, params = _project_filter(names, "project")
     cropped = {
         project: n
         for project, n in execute_for_projects(
-            conn, f"SELECT project, SUM(cropped) FROM winners {where} GROUP BY project ORDER BY project", params
+            conn, f"SELECT project, SUM(cropped) FROM winners {where} GROUP BY project "
+                  f"ORDER BY project{dialects.byte_order(conn)}", params
         )
     }
     return problems, cropped
