@@ -20,6 +20,9 @@ demo: $(STAMP)
 	$(BIN)/catalog --db $(DEMO)/catalog.db stats
 	$(BIN)/catalog --db $(DEMO)/catalog.db export $(DEMO)/selection_only_log.csv
 	$(BIN)/catalog --db $(DEMO)/catalog.db export-anomalies $(DEMO)/anomaly_cases.csv
+	$(BIN)/catalog --db $(DEMO)/catalog.db crops
+	$(BIN)/catalog --db $(DEMO)/catalog.db export-crops $(DEMO)/crops.csv
+	$(BIN)/catalog --db $(DEMO)/catalog.db sql "SELECT project, final_path, x1, y1, x2, y2, status FROM crops ORDER BY project, final_path"
 	$(BIN)/catalog --db $(DEMO)/catalog.db review $(DEMO)/review
 
 # The browser tests drive the operating system's Chromium (Playwright's own

@@ -752,5 +752,136 @@ def marks_clear(
     typer.echo(f"cleared {cleared} mark{'s' if cleared != 1 else ''}")
 
 
+# ---------------------------------------------------------------- crops
+
+INTERRUPTED.update({
+    "export_crops": "OUT was left as it was (the rows are written to a temporary file, renamed only when complete)",
+})
+
+
+@app.command()
+@handled
+def crops(
+    project: ProjectsOpt = None,
+    jobs: Annotated[Optional[int], typer.Option(
+        "--jobs", "-j", min=1, help="Processes decoding images at once (default: one per core).")] = None,
+    recheck: Annotated[bool, typer.Option(
+        "--recheck", help="Look at every pair again, even those whose files did not change.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary lines.")] = False,
+) -> None:
+    """Find the crop box of every cropped winner in its sandbox original (exact, approx, review, none, failed)."""
+    from catalog.crops import CropsInterrupted, crop_counts, run_crops
+    from catalog.database import open_catalog
+    from catalog.errors import UsageError
+    from catalog.projects import stored_projects
+
+    reader = open_catalog(state.db, write=False)
+    with reader.connect() as conn:
+        names = _known(conn, project)
+        if not stored_projects(conn):
+            raise UsageError("the catalogue holds no project yet; run `catalog index PATH` first")
+    reader.dispose()
+    engine = open_catalog(state.db, write=True)
+    try:
+        run = _crops_progress(lambda update: run_crops(engine, names, jobs=jobs, recheck=recheck, progress=update))
+    except CropsInterrupted as exc:
+        raise Interrupted(f"interrupted; the {exc.saved} pairs looked at are saved, {exc.left} were not looked "
+                          "at yet (run catalog crops again for them)") from None
+    for p in run.missing:
+        typer.echo(f"catalog: warning: {p.name}: its sandbox or final folder is missing; its crops were "
+                   "left as they were", err=True)
+    if quiet:
+        return
+    with engine.connect() as conn:
+        counts = crop_counts(conn, names)
+    for name, by_status in sorted(counts.items()):
+        found = ", ".join(f"{status} {by_status.get(status, 0)}" for status in ("exact", "approx", "review",
+                                                                                 "none", "failed"))
+        typer.echo(f"{name}: {sum(by_status.values())} cropped winners: {found}")
+    line = f"looked at {run.looked_at} pairs, {run.unchanged} unchanged"
+    if run.looked_at:
+        line += f"; {run.seconds:.1f}s, {run.rate:.1f} pairs/s"
+    if run.removed:
+        line += f"; removed {run.removed} whose pair is gone"
+    if run.saved < run.looked_at:
+        line += (f"; {run.looked_at - run.saved} not saved because their files changed in the catalogue "
+                 "meanwhile (the next run looks at them again)")
+    typer.echo(line)
+
+
+def _crops_progress(work):
+    """Run work(update) with a progress bar and a rate on a terminal. The bar
+    is redrawn by the updates themselves, with no thread of its own: worker
+    processes are forked from this one."""
+    if not sys.stderr.isatty():
+        return work(None)
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("crops"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                  auto_refresh=False) as bar:
+        task = bar.add_task("crops", total=None, rate="")
+        started = time.perf_counter()
+
+        def update(done: int, total: int) -> None:
+            elapsed = time.perf_counter() - started
+            rate = f"{done / elapsed:.1f} pairs/s" if done and elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+            bar.refresh()
+
+        return work(update)
+
+
+@app.command("export-crops")
+@handled
+def export_crops(
+    out: Annotated[str, typer.Argument(help="File to write (the trainer's crop rows); - for stdout.")],
+    project: ProjectsOpt = None,
+    fmt: Annotated[Optional[ExportFormat], typer.Option(
+        "--format", "-f", help="csv (trainer) or jsonl; default: from OUT's extension, else csv.")] = None,
+    include_review: Annotated[bool, typer.Option(
+        "--include-review", help="Also write review, none and failed pairs, with a status column.")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Write the trainer's crop rows: one per crop box found exact or approx by catalog crops."""
+    from catalog.crops import CROP_COLUMNS, REVIEW_COLUMNS, crop_counts, crop_rows, plan_crops, write_crop_rows
+    from catalog.database import open_catalog, sqlite_path
+    from catalog.export import atomic_write, check_out, export_format
+
+    kind = export_format(out, fmt.value if fmt else None)
+    path = check_out(out, force=force, merge=False, catalogue=sqlite_path(state.db))
+    engine = open_catalog(state.db, write=False)
+    written: dict[str, int] = {}
+    with engine.connect() as conn:
+        names = _known(conn, project)
+        columns = REVIEW_COLUMNS if include_review else CROP_COLUMNS
+        rows = crop_rows(conn, names, include_review=include_review)
+
+        def emit(f) -> None:
+            written.update(write_crop_rows(f, rows, columns, kind))
+
+        if path is None:
+            emit(sys.stdout)
+            sys.stdout.flush()
+        else:
+            atomic_write(path, emit)
+        counts = crop_counts(conn, names)
+        behind = plan_crops(conn, names).todo
+    err = path is None  # stderr when the rows themselves go to stdout
+    for name in sorted(set(written) | set(counts)):
+        line = f"{name}: {written.get(name, 0)} rows"
+        unproven = sum(counts[name][s] for s in ("review", "none", "failed")) if name in counts else 0
+        if unproven and not include_review:
+            line += f"; left out {unproven} review, none or failed (--include-review writes them)"
+        typer.echo(line, err=err)
+    if behind:
+        typer.echo(f"catalog: warning: {behind} cropped winners have no up-to-date box; run catalog crops first",
+                   err=True)
+    typer.echo(f"wrote {sum(written.values())} rows to {path or '-'}", err=err)
+
+
 if __name__ == "__main__":
     app()
