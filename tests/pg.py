@@ -293,16 +293,3 @@ def wait_for(condition: Callable, what: str, seconds: float = 30):
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-def mutate(workspace: Path) -> None:
-    """Remove, change and add a few images in every project of the sample."""
-    for project in ("aiko", "tattersail", "mojo-1"):
-        pngs = sorted((workspace / "sandbox" / project).rglob("2025*.png"))
-        for path in pngs[5:200:20]:
-            path.unlink()
-        for path in pngs[7:200:20]:
-            with open(path, "ab") as f:
-                f.write(b"\0")
-        for i, path in enumerate(pngs[9:200:20]):
-            shutil.copyfile(path, path.parent / f"20310101_0000{i:02d}_stage1_generated.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -115,3 +116,17 @@ def scans_of(db: Path) -> dict[str, int]:
         return dict(rows.fetchall())
     finally:
         con.close()
+
+
+def mutate(workspace: Path) -> None:
+    """Remove, change and add a few images in every project of the sample
+    (the changed tree of the crash and PostgreSQL tests)."""
+    for project in ("aiko", "tattersail", "mojo-1"):
+        pngs = sorted((workspace / "sandbox" / project).rglob("2025*.png"))
+        for path in pngs[5:200:20]:
+            path.unlink()
+        for path in pngs[7:200:20]:
+            with open(path, "ab") as f:
+                f.write(b"\0")
+        for i, path in enumerate(pngs[9:200:20]):
+            shutil.copyfile(path, path.parent / f"20310101_0000{i:02d}_stage1_generated.png")

@@ -27,6 +27,7 @@ from proc import (
     crash_lines,
     images_of,
     integrity,
+    mutate,
     projects_of,
     scans_of,
     views,
@@ -55,19 +56,6 @@ def index_cases() -> list:
 
 INDEX_CASES = index_cases()
 assert len(INDEX_CASES) >= 24  # kills of `catalog index`, one per case
-
-
-def mutate(workspace: Path) -> None:
-    """Remove, change and add a few images in every project."""
-    for project in ("aiko", "tattersail", "mojo-1"):
-        pngs = sorted((workspace / "sandbox" / project).rglob("2025*.png"))
-        for path in pngs[5:200:20]:
-            path.unlink()
-        for path in pngs[7:200:20]:
-            with open(path, "ab") as f:
-                f.write(b"\0")
-        for i, path in enumerate(pngs[9:200:20]):
-            shutil.copyfile(path, path.parent / f"20310101_0000{i:02d}_stage1_generated.png")
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import Run
-from pg import OWNER, SUPERUSER, mutate, state, wait_for
-from proc import catalog, crash_env, crash_lines, start
+from pg import OWNER, SUPERUSER, state, wait_for
+from proc import catalog, crash_env, crash_lines, mutate, start
 
 from catalog.database import describe_db_error, open_engine
 from catalog.dialects import SCHEMA_LOCK_KEY

@@ -18,8 +18,7 @@ import shutil
 from pathlib import Path
 
 from conftest import Run
-from pg import mutate
-from proc import VIEW_COLUMNS
+from proc import VIEW_COLUMNS, mutate
 
 pytest_plugins = ["conftest_pg"]
 
