@@ -130,3 +130,22 @@ def mutate(workspace: Path) -> None:
                 f.write(b"\0")
         for i, path in enumerate(pngs[9:200:20]):
             shutil.copyfile(path, path.parent / f"20310101_0000{i:02d}_stage1_generated.png")
+
+
+def wait_until_writing(db: Path, proc: subprocess.Popen) -> bool:
+    """Wait for the event "`proc` holds the catalogue's write lock" (True),
+    or for `proc` to have ended (False). The short sleep only paces the poll."""
+    import time
+
+    while proc.poll() is None:
+        if db.exists():
+            con = sqlite3.connect(db, timeout=0)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.rollback()
+            except sqlite3.OperationalError:  # locked: the writer is at work
+                return True
+            finally:
+                con.close()
+        time.sleep(0.005)
+    return False

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from proc import catalog, integrity, start, views
+from proc import catalog, integrity, start, views, wait_until_writing
 
 from catalog.sample import write_sample
 
@@ -25,6 +24,8 @@ def test_readers_see_each_project_before_or_after_its_sync(big, tmp_path):
     assert catalog(db, "db", "upgrade").returncode == 0
     full = {n: (p.sandbox_images + p.final_images, len(p.groups)) for n, p in expected.projects.items()}
     writer = start(db, "index", ws)
+    # Start reading once the writer is at work, not after a guessed delay.
+    assert wait_until_writing(db, writer), writer.stderr.read() if writer.stderr else ""
     reads = reads_during = 0
     query = ("SELECT p.name AS project, (SELECT count(*) FROM images i WHERE i.project_id = p.id) AS n, "
              "(SELECT count(*) FROM groups g WHERE g.project = p.name) AS g FROM projects p")
@@ -52,7 +53,7 @@ def test_two_indexers_at_once(big, tmp_path):
     assert catalog(reference, "index", ws).returncode == 0
     db = tmp_path / "c.db"
     first = start(db, "index", ws)
-    time.sleep(0.2)
+    wait_until_writing(db, first)  # the second starts while the first holds the lock (or has finished)
     second = start(db, "index", ws)
     outcomes = []
     for proc in (first, second):
