@@ -35,8 +35,8 @@ from sqlalchemy import and_, bindparam, delete, func, select, true
 from sqlalchemy.engine import Connection, Engine
 
 from . import dialects
+from .bulk import executemany
 from .cropfind import Found, Picture, Unreadable, better, find_by_correlation, find_exact, open_picture
-from .database import executemany
 from .projects import Project, stored_projects
 from .schema import crop_boxes, group_members, images, matches, projects
 

@@ -18,17 +18,17 @@ image; a shorter run is dropped and the next starts at the following image.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
-from .database import executemany
+from .bulk import chunks, executemany, fetch_tuples
 from .images import ImageRow, stored_datetime
 from .names import format_stage, timestamp_key
-from .schema import group_members, image_groups
+from .schema import group_members, image_groups, images
 
 LOOKAHEAD = 50
 
@@ -87,13 +87,15 @@ class StoredGroup(NamedTuple):
     winner: tuple  # (winner_count, chosen_image_id, chosen_stage)
 
 
-def read_groups(conn: Optional[Connection], project_id: Optional[int]) -> list[StoredGroup]:
-    """Every stored group of a project with its members, read before the
+def read_groups(conn: Optional[Connection], project_id: Optional[int],
+                dirs: Optional[Collection[str]] = None) -> list[StoredGroup]:
+    """The stored groups of a project with their members, read before the
     sync writes anything: deleting images cascades their memberships, so a
-    group read afterwards would look smaller than it was stored."""
-    if conn is None or project_id is None:
+    group read afterwards would look smaller than it was stored. `dirs`
+    limits them to groups of those sandbox folders (None: every group)."""
+    if conn is None or project_id is None or (dirs is not None and not dirs):
         return []
-    result = conn.execute(
+    query = (
         select(image_groups.c.id, image_groups.c.set_id, image_groups.c.dir, image_groups.c.size,
                image_groups.c.stages, image_groups.c.max_stage, image_groups.c.first_timestamp,
                image_groups.c.last_timestamp, image_groups.c.winner_count, image_groups.c.chosen_image_id,
@@ -102,12 +104,12 @@ def read_groups(conn: Optional[Connection], project_id: Optional[int]) -> list[S
         .where(image_groups.c.project_id == project_id)
         .order_by(image_groups.c.id, group_members.c.position)
     )
-    # The driver's plain tuples in one fetchall: the result layer's per-row
-    # work cost more than the query (times come back as SQLite text).
-    try:
-        rows = result.cursor.fetchall() if result.cursor is not None else []
-    finally:
-        result.close()
+    if dirs is None:
+        rows = fetch_tuples(conn, query)
+    else:
+        rows = []
+        for chunk in chunks(sorted(dirs)):
+            rows.extend(fetch_tuples(conn, query.where(image_groups.c.dir.in_(chunk))))
     heads: dict[int, tuple] = {}
     members: dict[int, list[int]] = {}
     for gid, set_id, folder, size, stages, max_stage, first, last, count, chosen, chosen_stage, image_id in rows:
@@ -119,6 +121,48 @@ def read_groups(conn: Optional[Connection], project_id: Optional[int]) -> list[S
             members[gid].append(image_id)
     return [StoredGroup(gid, set_id, tuple(members[gid]), shape, winner)
             for gid, (set_id, shape, winner) in heads.items()]
+
+
+def read_set_ids(conn: Optional[Connection], project_id: Optional[int]) -> dict[str, str]:
+    """set id -> sandbox folder, of every stored group of a project."""
+    if conn is None or project_id is None:
+        return {}
+    return dict(fetch_tuples(conn, select(image_groups.c.set_id, image_groups.c.dir)
+                             .where(image_groups.c.project_id == project_id)))
+
+
+class GroupOfImages(NamedTuple):
+    """A stored group seen from its images: what deciding its winner needs."""
+
+    id: int
+    dir: str
+    winner: tuple  # (winner_count, chosen_image_id, chosen_stage) as stored
+    members: tuple[tuple[int, Optional[float]], ...]  # (image id, stage) in position order
+
+
+def read_groups_of(conn: Optional[Connection], project_id: Optional[int],
+                   image_ids: Collection[int]) -> list[GroupOfImages]:
+    """The stored groups that hold any of `image_ids`, with every member."""
+    if conn is None or project_id is None or not image_ids:
+        return []
+    holding = (select(group_members.c.group_id)
+               .where(group_members.c.image_id.in_(bindparam("ids", expanding=True))))
+    query = (
+        select(image_groups.c.id, image_groups.c.dir, image_groups.c.winner_count, image_groups.c.chosen_image_id,
+               image_groups.c.chosen_stage, group_members.c.image_id, images.c.stage)
+        .select_from(image_groups.join(group_members, group_members.c.group_id == image_groups.c.id)
+                     .join(images, images.c.id == group_members.c.image_id))
+        .where(image_groups.c.project_id == project_id, image_groups.c.id.in_(holding))
+        .order_by(image_groups.c.id, group_members.c.position)
+    )
+    groups: dict[int, tuple] = {}
+    for chunk in chunks(sorted(image_ids)):
+        for gid, folder, count, chosen, chosen_stage, image_id, stage in fetch_tuples(conn, query, {"ids": chunk}):
+            if gid not in groups:
+                groups[gid] = (folder, (count, chosen, chosen_stage), [])
+            groups[gid][2].append((image_id, stage))
+    return [GroupOfImages(gid, folder, winner, tuple(members))
+            for gid, (folder, winner, members) in groups.items()]
 
 
 def shape_of(group: Sequence[ImageRow]) -> tuple:
@@ -144,7 +188,7 @@ class GroupPlan:
 
 
 def plan_groups(stored: Sequence[StoredGroup], groups: Sequence[Sequence[ImageRow]],
-                winners: Sequence[tuple]) -> GroupPlan:
+                winners: Sequence[tuple], taken: Collection[str] = ()) -> GroupPlan:
     """Compare the stored groups with `groups` (and their `winners`, as
     `group_winners` gives them).
 
@@ -153,7 +197,9 @@ def plan_groups(stored: Sequence[StoredGroup], groups: Sequence[Sequence[ImageRo
     across re-indexing, and only its winner columns are updated. Every other
     stored group is deleted (including one that lost images since it was
     written, or has none left), and every new group gets a set id that no
-    kept group uses, in the order a fresh index would assign them.
+    kept group uses, in the order a fresh index would assign them. `taken`
+    are the set ids of the project's groups left out of `stored` (those of
+    folders that did not change), which stay as they are.
     """
     plan = GroupPlan()
     by_identity: dict[tuple, StoredGroup] = {}
@@ -163,7 +209,7 @@ def plan_groups(stored: Sequence[StoredGroup], groups: Sequence[Sequence[ImageRo
             plan.deletes.append(group.id)
         else:
             by_identity[identity] = group
-    used: set[str] = set()
+    used: set[str] = set(taken)
     new = []
     for members, won in zip(groups, winners):
         ids = tuple(i.id for i in members)

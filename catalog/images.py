@@ -9,7 +9,7 @@ inside the caller's transaction (one per project sync).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Optional
@@ -17,9 +17,8 @@ from typing import NamedTuple, Optional
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.engine import Connection
 
-from .database import executemany
-from .headers import pixel_size
-from .names import parse_name
+from .bulk import executemany
+from .reading import Reader
 from .scan import FileEntry, scan_images
 from .schema import images
 
@@ -63,14 +62,6 @@ INSERT_COLUMNS = ("id", "project_id", "role", "rel_path", "dir", "filename") + F
 UPDATE_COLUMNS = FIELDS + ("image_id",)
 
 
-def _fields(entry: FileEntry) -> tuple:
-    """What the name and the header say: the expensive part, done only for
-    new and changed files."""
-    parsed = parse_name(entry.filename)
-    size = pixel_size(entry.abs_path) or (None, None)
-    return (*parsed, *size, entry.size_bytes, entry.mtime_ns)
-
-
 _update = (
     images.update()
     .where(images.c.id == bindparam("image_id"))
@@ -84,7 +75,9 @@ _delete = images.delete().where(images.c.id == bindparam("image_id"))
 # (id, size_bytes, mtime_ns, dir, filename, timestamp, stage, width, height);
 # `timestamp` is as the driver returns it (SQLite: text), see `to_image`.
 StoredImage = tuple
-S_ID, S_SIZE, S_MTIME = 0, 1, 2
+S_ID, S_SIZE, S_MTIME, S_DIR, S_FILENAME = 0, 1, 2, 3, 4
+# A name's timestamp is its first 15 characters (YYYYMMDD_HHMMSS, names.py).
+TIMESTAMP_CHARS = 15
 
 
 def stored_datetime(value) -> Optional[datetime]:
@@ -134,14 +127,49 @@ class FolderPlan:
     rows: dict[str, ImageRow | StoredImage]
     changed_paths: list[str] = field(default_factory=list)
     removed_paths: list[str] = field(default_factory=list)
+    gone: list[StoredImage] = field(default_factory=list)  # the stored rows of removed files
 
     @property
     def added_paths(self) -> list[str]:
         return [row[3] for row in self.inserts]
 
-    def images(self) -> list[ImageRow]:
-        """Every row the folder will hold, as grouping and matching read them."""
-        return [row if isinstance(row, ImageRow) else to_image(row) for row in self.rows.values()]
+    def images(self, dirs: Optional[Collection[str]] = None) -> list[ImageRow]:
+        """Every row the folder will hold, as grouping and matching read them
+        (only those in the sub-folders `dirs`, when given)."""
+        rows = self.rows.values()
+        if dirs is None:
+            return [row if isinstance(row, ImageRow) else to_image(row) for row in rows]
+        return [row if isinstance(row, ImageRow) else to_image(row) for row in rows
+                if (row.dir if isinstance(row, ImageRow) else row[S_DIR]) in dirs]
+
+    def read_now(self) -> list[ImageRow]:
+        """The rows of files new or changed since the last sync."""
+        return [row for row in self.rows.values() if isinstance(row, ImageRow)]
+
+    def ids(self) -> set[int]:
+        """Ids of every image the folder will hold."""
+        return {row.id if isinstance(row, ImageRow) else row[S_ID] for row in self.rows.values()}
+
+    def removed(self) -> list[ImageRow]:
+        return [to_image(row) for row in self.gone]
+
+    def added_dirs(self) -> set[str]:
+        """Sub-folders that gained or lost an image: the only ones whose
+        groups can differ from the stored ones (a changed file keeps its
+        name, so its place in the selector's order)."""
+        return {row[4] for row in self.inserts} | {row[S_DIR] for row in self.gone}
+
+    def with_names(self, names: Collection[str], prefixes: Collection[str]) -> list[ImageRow]:
+        """Rows whose file name is one of `names` or starts with one of the
+        YYYYMMDD_HHMMSS `prefixes`: a superset of the images that share a
+        name or a (timestamp, stage) key with some image, found without
+        converting every stored row."""
+        out = []
+        for row in self.rows.values():
+            filename = row.filename if isinstance(row, ImageRow) else row[S_FILENAME]
+            if filename in names or filename[:TIMESTAMP_CHARS] in prefixes:
+                out.append(row if isinstance(row, ImageRow) else to_image(row))
+        return out
 
 
 # progress(phase, done, total): total is None while it is not known yet.
@@ -150,11 +178,12 @@ Progress = Callable[[str, int, Optional[int]], None]
 
 def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: int, *,
                 warn: Callable[[str], None] = lambda msg: None,
-                progress: Optional[Progress] = None) -> FolderPlan:
+                progress: Optional[Progress] = None, workers: Optional[int] = None) -> FolderPlan:
     """Compare the folder `root` with its `stored` rows; nothing is written.
 
-    First the walk (size and mtime only), then names and headers of the new
-    and changed files, whose number is then known. New images get ids from
+    The walk (size and mtime only) hands new and changed files to worker
+    processes that read their names and headers meanwhile (catalog/reading.py;
+    `workers`: how many, default one per other core). New images get ids from
     `next_id` on, in walk order, so the groups and matches planned on them
     can name them before they exist.
     """
@@ -163,38 +192,41 @@ def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: i
     rows: dict[str, ImageRow | StoredImage | None] = {}
     fresh: list[tuple[FileEntry, Optional[StoredImage]]] = []
     scanning = f"scanning {role}"
-    for entry in scan_images(root, warn=warn,
-                             progress=(lambda n: progress(scanning, n, None)) if progress else None):
-        old = known.pop(entry.rel_path, None)
-        if old is not None and old[S_SIZE] == entry.size_bytes and old[S_MTIME] == entry.mtime_ns:
-            changes.unchanged += 1
-            rows[entry.rel_path] = old
-        else:
-            rows[entry.rel_path] = None  # keeps its place in walk order until read below
-            fresh.append((entry, old))
-
     inserts: list[tuple] = []
     updates: list[tuple] = []
     changed_paths: list[str] = []
     reading = f"reading {role} names and headers"
-    for k, (entry, old) in enumerate(fresh, start=1):
-        fields = _fields(entry)
-        if old is None:
-            changes.added += 1
-            image_id = next_id
-            next_id += 1
-            inserts.append((image_id, None, role, entry.rel_path, entry.dir, entry.filename, *fields))
-        else:
-            changes.changed += 1
-            image_id = old[S_ID]
-            updates.append((*fields, image_id))
-            changed_paths.append(entry.rel_path)
-        rows[entry.rel_path] = ImageRow(image_id, entry.dir, entry.filename, *fields[:2], *fields[3:5])
-        if progress is not None and (k % 1000 == 0 or k == len(fresh)):
-            progress(reading, k, len(fresh))
+    with Reader(workers) as reader:
+        for entry in scan_images(root, warn=warn,
+                                 progress=(lambda n: progress(scanning, n, None)) if progress else None):
+            old = known.pop(entry.rel_path, None)
+            if old is not None and old[S_SIZE] == entry.size_bytes and old[S_MTIME] == entry.mtime_ns:
+                changes.unchanged += 1
+                rows[entry.rel_path] = old
+            else:
+                rows[entry.rel_path] = None  # keeps its place in walk order until read below
+                fresh.append((entry, old))
+                # Names and headers are read while the walk goes on (other cores).
+                reader.add(entry.abs_path, entry.filename)
+
+        for k, ((entry, old), read) in enumerate(zip(fresh, reader.results()), start=1):
+            fields = (*read, entry.size_bytes, entry.mtime_ns)
+            if old is None:
+                changes.added += 1
+                image_id = next_id
+                next_id += 1
+                inserts.append((image_id, None, role, entry.rel_path, entry.dir, entry.filename, *fields))
+            else:
+                changes.changed += 1
+                image_id = old[S_ID]
+                updates.append((*fields, image_id))
+                changed_paths.append(entry.rel_path)
+            rows[entry.rel_path] = ImageRow(image_id, entry.dir, entry.filename, *fields[:2], *fields[3:5])
+            if progress is not None and (k % 1000 == 0 or k == len(fresh)):
+                progress(reading, k, len(fresh))
     changes.removed = len(known)
     return FolderPlan(role, changes, inserts, updates, [old[S_ID] for old in known.values()],
-                      rows, changed_paths, sorted(known))  # type: ignore[arg-type]  # every None was filled
+                      rows, changed_paths, sorted(known), list(known.values()))  # type: ignore[arg-type]
 
 
 def unchanged_folder(role: str, stored: dict[str, StoredImage]) -> FolderPlan:

@@ -27,7 +27,7 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.engine import Connection, Engine
 
 from . import dialects
-from .database import executemany
+from .bulk import executemany
 from .errors import UsageError
 from .schema import projects, review_marks
 from .views import execute_for_projects

@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
-from .database import executemany
+from .bulk import executemany, fetch_tuples
 from .images import ImageRow
 from .schema import images, matches
 
@@ -86,15 +86,14 @@ def read_matches(conn: Optional[Connection], project_id: Optional[int]) -> dict[
     """final image id -> its stored Match, read before the sync writes."""
     if conn is None or project_id is None:
         return {}
-    return {
-        row[0]: Match(*row[1:])
-        for row in conn.execute(
-            select(matches.c.final_image_id, matches.c.sandbox_image_id, matches.c.match,
-                   matches.c.problem, matches.c.cropped)
-            .join(images, images.c.id == matches.c.final_image_id)
-            .where(images.c.project_id == project_id)
-        )
-    }
+    rows = fetch_tuples(
+        conn,
+        select(matches.c.final_image_id, matches.c.sandbox_image_id, matches.c.match,
+               matches.c.problem, matches.c.cropped)
+        .join(images, images.c.id == matches.c.final_image_id)
+        .where(images.c.project_id == project_id),
+    )
+    return {row[0]: Match(*row[1:]) for row in rows}
 
 
 @dataclass
@@ -125,17 +124,23 @@ def write_matches(conn: Connection, plan: MatchPlan) -> None:
     executemany(conn, matches.insert(), plan.inserts)
 
 
-def group_winners(groups: Sequence[Sequence[ImageRow]], found: dict[int, Match]) -> list[tuple]:
-    """Per group, in order: (winner_count, chosen_image_id, chosen_stage), the
-    `image_groups` columns the views build decisions on. Several final copies
-    of one sandbox image are one winner. Whether a decision is an anomaly, and
-    which final images are orphans, is decided by the views alone."""
-    picked = {m.sandbox_image_id for m in found.values() if m.problem is None}
-    winners: list[tuple[int, Optional[int], Optional[float]]] = []
-    for group in groups:
-        chosen = [image for image in group if image.id in picked]
-        if len(chosen) == 1:
-            winners.append((1, chosen[0].id, chosen[0].stage))
-        else:
-            winners.append((len(chosen), None, None))
-    return winners
+def picked_images(found: dict[int, Match]) -> set[int]:
+    """Sandbox image ids some final image was matched to."""
+    return {m.sandbox_image_id for m in found.values() if m.problem is None and m.sandbox_image_id is not None}
+
+
+def winner_of(members: Sequence[tuple[int, Optional[float]]], picked: set[int]) -> tuple:
+    """(winner_count, chosen_image_id, chosen_stage) of a group whose members
+    are (image id, stage) pairs. Several final copies of one sandbox image
+    are one winner. Whether a decision is an anomaly, and which final images
+    are orphans, is decided by the views alone."""
+    chosen = [(image_id, stage) for image_id, stage in members if image_id in picked]
+    if len(chosen) == 1:
+        return (1, *chosen[0])
+    return (len(chosen), None, None)
+
+
+def group_winners(groups: Sequence[Sequence[ImageRow]], picked: set[int]) -> list[tuple]:
+    """Per group, in order: its winner columns (see `winner_of`), the
+    `image_groups` columns the views build decisions on."""
+    return [winner_of([(image.id, image.stage) for image in group], picked) for group in groups]

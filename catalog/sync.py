@@ -29,10 +29,20 @@ from sqlalchemy.engine import Connection
 
 from . import faults
 from .errors import CatalogError
-from .grouping import GroupPlan, delete_groups, form_groups, plan_groups, read_groups, write_groups
+from .grouping import (
+    GroupPlan,
+    delete_groups,
+    form_groups,
+    plan_groups,
+    read_groups,
+    read_groups_of,
+    read_set_ids,
+    write_groups,
+)
 from .images import (
     Changes,
     FolderPlan,
+    ImageRow,
     Progress,
     next_image_id,
     plan_folder,
@@ -40,7 +50,18 @@ from .images import (
     unchanged_folder,
     write_folder,
 )
-from .matching import MatchPlan, delete_matches, group_winners, match_finals, plan_matches, read_matches, write_matches
+from .matching import (
+    MatchPlan,
+    delete_matches,
+    group_winners,
+    match_finals,
+    picked_images,
+    plan_matches,
+    read_matches,
+    winner_of,
+    write_matches,
+)
+from .names import timestamp_key
 from .projects import Project
 
 
@@ -103,20 +124,82 @@ def plan_project(
     if not plan.changes.any and derived_current:
         return plan
 
-    # Still before any write: stored groups are read whole, with every member
-    # (deleting images would cascade memberships away).
-    stored_groups = read_groups(conn, project_id)
-    stored_matches = read_matches(conn, project_id)
-    sandbox_rows = sandbox.images()
+    plan.groups, plan.matches = derive(conn, project_id, sandbox, final, everything=not derived_current,
+                                       progress=progress)
+    return plan
+
+
+def derive(conn: Optional[Connection], project_id: Optional[int], sandbox: FolderPlan, final: FolderPlan, *,
+           everything: bool, progress: Optional[Progress] = None) -> tuple[GroupPlan, MatchPlan]:
+    """The groups and matches a fresh index of the planned folders would
+    hold, as a difference from the stored ones. Still before any write.
+
+    Only what a change can reach is derived again (everything when
+    `everything`, e.g. the rules changed): the groups of sub-folders that
+    gained or lost an image, the matches of final images that are new or
+    changed or share a name or a (timestamp, stage) key with a sandbox image
+    that is, and the winner columns of groups whose images were picked or
+    unpicked by those matches. Groups of other folders and other matches are
+    what a fresh derivation gives already, since they are a function of
+    images that did not change. The differential re-index test holds the
+    result equal to a fresh index's.
+    """
     if progress is not None:
         progress("grouping", 0, None)
-    groups = form_groups(sandbox_rows)
+    dirs = None if everything else sandbox.added_dirs()
+    # Stored groups of those folders are read whole, with every member, now:
+    # deleting images would cascade their memberships away.
+    stored_groups = read_groups(conn, project_id, dirs)
+    taken: set[str] = set()
+    if dirs is not None:
+        redone = {g.set_id for g in stored_groups}
+        taken = {set_id for set_id in read_set_ids(conn, project_id) if set_id not in redone}
+    groups = form_groups(sandbox.images(dirs))
+
     if progress is not None:
         progress("matching winners", 0, None)
-    found = match_finals(sandbox_rows, final.images())
-    plan.groups = plan_groups(stored_groups, groups, group_winners(groups, found))
-    plan.matches = plan_matches(stored_matches, found)
-    return plan
+    stored_matches = read_matches(conn, project_id)
+    if everything:
+        found = match_finals(sandbox.images(), final.images())
+        matches = found
+    else:
+        finals = _finals_to_match(sandbox, final)
+        names = {f.filename for f in finals}
+        prefixes = {timestamp_key(f.timestamp) for f in finals if f.timestamp is not None and f.stage is not None}
+        found = match_finals(sandbox.with_names(names, prefixes), finals)
+        # Matches of final images that stay and were not matched again are
+        # kept; those of removed final images go.
+        remaining = final.ids()
+        matches = {fid: m for fid, m in stored_matches.items() if fid in remaining and fid not in found}
+        matches.update(found)
+    picked = picked_images(matches)
+    group_plan = plan_groups(stored_groups, groups, group_winners(groups, picked), taken)
+    if dirs is not None:
+        # Groups of unchanged folders whose images were picked or unpicked.
+        flipped = picked ^ picked_images(stored_matches)
+        for group in read_groups_of(conn, project_id, flipped):
+            if group.dir in dirs:
+                continue  # formed again above
+            won = winner_of(group.members, picked)
+            if won != tuple(group.winner):
+                group_plan.updates.append((*won, group.id))
+    return group_plan, plan_matches(stored_matches, matches)
+
+
+def _finals_to_match(sandbox: FolderPlan, final: FolderPlan) -> list[ImageRow]:
+    """Final images whose match may differ from the stored one: those read
+    now, and those sharing a name or a key with a sandbox image added,
+    changed or removed (its candidates changed)."""
+    touched = sandbox.read_now() + sandbox.removed()
+    names = {i.filename for i in touched}
+    keys = {(i.timestamp, i.stage) for i in touched if i.timestamp is not None and i.stage is not None}
+    prefixes = {timestamp_key(ts) for ts, _ in keys}
+    out = final.read_now()
+    fresh = {f.id for f in out}
+    for f in final.with_names(names, prefixes):
+        if f.id not in fresh and (f.filename in names or (f.timestamp, f.stage) in keys):
+            out.append(f)
+    return out
 
 
 def apply_plan(conn: Connection, project_id: int, plan: ProjectPlan, progress: Optional[Progress] = None) -> None:

@@ -1,0 +1,118 @@
+"""Each fast path of indexing against its slow twin, on random inputs:
+
+- names and headers read by worker processes (catalog/reading.py) against
+  the same files read one by one in this process;
+- the bulk writer's time conversion (catalog/bulk.py) against SQLAlchemy's;
+- a whole index with workers and tiny chunks against one without workers.
+
+The incremental derivation of a re-index (catalog/sync.py `derive`) is held
+equal to a fresh index by tests/test_reindex_differential.py.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import Run
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import DateTime
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from catalog import reading
+from catalog.bulk import bind_converter
+from catalog.scan import scan_images
+
+
+def _files(root: Path) -> list[tuple[str, str]]:
+    return [(e.abs_path, e.filename) for e in scan_images(str(root))]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_workers_read_what_one_process_reads(sample, seed):
+    root, _ = sample
+    files = _files(root)
+    random.Random(seed).shuffle(files)
+    # Junk the workers must survive: missing files, odd names.
+    files[5:5] = [(str(root / "gone.png"), "20250101_000000_stage2.png"), (str(root), "x.png")]
+    chunk = random.Random(seed).randint(1, 40)
+    with reading.Reader(workers=2, chunk=chunk) as reader:
+        for path, name in files:
+            reader.add(path, name)
+        # Wait until a worker has read the first chunk, so that both paths
+        # (read by a worker, taken back and read here) are taken.
+        first = reader.parts[0]
+        assert not isinstance(first, list)
+        first.result(timeout=120)
+        got = list(reader.results())
+    assert reader.pool is None
+    assert got == reading.read_fields(files)
+    assert len(got) == len(files)
+
+
+def test_reader_without_workers_is_the_plain_loop(sample):
+    root, _ = sample
+    files = _files(root)[:100]
+    with reading.Reader(workers=0, chunk=7) as reader:
+        for path, name in files:
+            reader.add(path, name)
+        assert reader.pool is None  # never started
+        assert list(reader.results()) == reading.read_fields(files)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)))
+def test_fast_time_binding_stores_what_sqlalchemy_stores(value):
+    dialect = sqlite_dialect.dialect()
+    slow = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    fast = bind_converter(dialect, DateTime())
+    assert slow is not None and fast is not None
+    assert fast(value) == slow(value)
+
+
+def _dump(db: Path) -> dict[str, list]:
+    con = sqlite3.connect(db)
+    try:
+        out = {}
+        for table, cols in {
+            "images": "project_id, role, rel_path, dir, filename, timestamp, stage, stage_label, width, height, "
+                      "size_bytes, mtime_ns, id",
+            "image_groups": "id, project_id, set_id, dir, size, stages, max_stage, first_timestamp, last_timestamp, "
+                            "winner_count, chosen_image_id, chosen_stage",
+            "group_members": "image_id, group_id, position",
+            "matches": "final_image_id, sandbox_image_id, match, problem, cropped",
+            "decisions": "*",
+            "anomalies": "*",
+            "orphans": "*",
+        }.items():
+            out[table] = sorted(con.execute(f"SELECT {cols} FROM {table}").fetchall(), key=repr)
+        return out
+    finally:
+        con.close()
+
+
+def test_index_with_workers_equals_index_without(sample, tmp_path, monkeypatch):
+    root, _ = sample
+    monkeypatch.setattr(reading, "default_workers", lambda: 0)
+    plain = Run(tmp_path / "plain.db")
+    assert plain("index", root, "-q").exit_code == 0
+
+    monkeypatch.setattr(reading, "default_workers", lambda: 2)
+    monkeypatch.setattr(reading, "CHUNK", 9)
+    parallel = Run(tmp_path / "parallel.db")
+    done = parallel("index", root, "-q")
+    assert done.exit_code == 0, done.output
+    assert _dump(tmp_path / "parallel.db") == _dump(tmp_path / "plain.db")
+
+    # And again after changes, through the incremental path of both.
+    victim = next(p for p in sorted((root / "sandbox").rglob("*.png")))
+    shutil.copyfile(victim, victim.with_name("20300101_000000_stage1_added.png"))
+    victim.unlink()
+    for run in (plain, parallel):
+        assert run("index", root, "-q").exit_code == 0
+    assert _dump(tmp_path / "parallel.db") == _dump(tmp_path / "plain.db")
