@@ -319,9 +319,18 @@ def remove_rows(engine: Engine, final_ids: Sequence[int]) -> None:
     if not final_ids:
         return
     with engine.begin() as conn:
-        dialects.begin_sync(conn)
+        _lock_projects_of(conn, final_ids)
         for chunk in _chunks(final_ids):
             conn.execute(delete(crop_boxes).where(crop_boxes.c.final_image_id.in_(chunk)))
+
+
+def _lock_projects_of(conn: Connection, image_ids: Sequence[int]) -> None:
+    """Hold off syncs of the projects these images belong to until the
+    transaction ends, so the images checked below stay as they are."""
+    owners: set[int] = set()
+    for chunk in _chunks(sorted(image_ids)):
+        owners.update(conn.execute(select(images.c.project_id).where(images.c.id.in_(chunk)).distinct()).scalars())
+    dialects.lock_projects(conn, owners)
 
 
 _delete_one = crop_boxes.delete().where(crop_boxes.c.final_image_id == bindparam("fid"))
@@ -334,8 +343,8 @@ def write_rows(engine: Engine, rows: Sequence[tuple]) -> int:
     if not rows:
         return 0
     with engine.begin() as conn:
-        dialects.begin_sync(conn)
         ids = sorted({r[0] for r in rows} | {r[1] for r in rows})
+        _lock_projects_of(conn, ids)
         now: dict[int, tuple[int, int]] = {}
         for chunk in _chunks(ids):
             for image_id, size, mtime in conn.execute(

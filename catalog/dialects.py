@@ -9,8 +9,10 @@ PostgreSQL, in short (the README's "PostgreSQL" section is the user's view):
 
 - every session gets limits (`postgres_options`): how long to wait for a
   lock, for an idle transaction, for a vanished client, all in UTC;
-- writers run READ COMMITTED and take the sync lock (`begin_sync`) first, so
-  every read after it sees what the previous sync committed; schema upgrades
+- writers run READ COMMITTED; a sync plans without a lock, then locks its
+  project's row (`lock_projects`) for the write, so machines syncing
+  different projects write at once; new ids come from sequences
+  (`reserve_ids`); schema upgrades
   take an advisory lock (`lock_schema`) so that first runs on an empty
   database queue up instead of colliding;
 - `catalog sql` runs in a read-only session, as a non-superuser, through the
@@ -24,12 +26,12 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Optional
 from urllib.parse import quote
 
-from sqlalchemy import event
+from sqlalchemy import bindparam, event, func, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from . import faults
@@ -80,7 +82,19 @@ def configure_sqlite(engine: Engine, *, readonly: bool = False) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        plain = readonly or conn.get_execution_options().get(READ_FIRST, False)
+        conn.exec_driver_sql("BEGIN" if plain else "BEGIN IMMEDIATE")
+
+
+# Execution option of a writer's connection whose transactions only read
+# (a sync's planning): SQLite begins them without taking the write lock.
+READ_FIRST = "catalog_read_first"
+
+
+def reading(conn: Connection) -> Connection:
+    """Make `conn`'s transactions plain reads (call before the first
+    statement): a sync plans without holding any lock, see `lock_projects`."""
+    return conn.execution_options(**{READ_FIRST: True})
 
 
 # ---------------------------------------------------------------- PostgreSQL sessions
@@ -164,26 +178,70 @@ def lock_schema(conn: Connection) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
 
 
-def begin_sync(conn: Connection) -> None:
-    """Serialize the writes of syncs (and of forget and crops) for the rest
-    of the transaction.
+def lock_projects(conn: Connection, project_ids: Iterable[int]) -> None:
+    """Serialize writes to these projects until the transaction ends: the
+    write of a sync (and forget, and crops). A sync plans first without any
+    lock, then takes this one and checks the project's generation
+    (catalog/index.py).
 
-    SQLite already did, with BEGIN IMMEDIATE. PostgreSQL locks the `projects`
-    table in a mode that conflicts with itself and with every write, but not
-    with reads: readers never wait. A table lock rather than an advisory
-    lock, because a table lock needs write rights on `projects` and is
-    refused in a read-only transaction: a SELECT-only role, or anyone using
-    `catalog sql`, cannot take it and stall the indexers (any role can take
-    any advisory lock). The wait is bounded by lock_timeout and ends in the
-    same "busy" error as SQLite's.
-
-    It is one lock for all projects, not one per project: new image and
-    group ids are max(id) + 1, read after this lock (catalog/images.py,
-    catalog/grouping.py), and two projects written at once would be given
-    the same ids.
+    SQLite has one writer per file: the transaction is BEGIN IMMEDIATE
+    already, so syncs of different projects take turns (each holds the file
+    only for its write, not its scan). PostgreSQL locks the projects' rows
+    (SELECT ... FOR UPDATE, in id order so that two lockers cannot
+    deadlock): a sync of another project goes on at the same time. A row
+    lock rather than an advisory lock, because it needs UPDATE rights on
+    `projects` and is refused in a read-only transaction: a SELECT-only
+    role, or anyone using `catalog sql`, cannot take it and stall the
+    indexers (any role can take any advisory lock). The wait is bounded by
+    lock_timeout and ends in the same "busy" error as SQLite's.
     """
+    ids = sorted(set(project_ids))
+    if is_postgres(conn) and ids:
+        conn.execute(text("SELECT id FROM projects WHERE id IN :ids ORDER BY id FOR UPDATE")
+                     .bindparams(bindparam("ids", expanding=True)), {"ids": ids})
+
+
+def create_project(conn: Connection, projects_table, values: dict) -> bool:
+    """Insert a project row unless one of that name exists; True if this
+    call inserted it. On PostgreSQL two machines may create the same project
+    at once: ON CONFLICT waits for the other's transaction and then does
+    nothing (or inserts, if it rolled back). SQLite's writer is alone, a
+    plain INSERT will do."""
     if is_postgres(conn):
-        conn.exec_driver_sql("LOCK TABLE projects IN SHARE ROW EXCLUSIVE MODE")
+        from sqlalchemy.dialects.postgresql import insert
+
+        # RETURNING, not rowcount: a row comes back only if this call inserted.
+        inserted = conn.execute(insert(projects_table).values(**values)
+                                .on_conflict_do_nothing(index_elements=["name"])
+                                .returning(projects_table.c.id)).first()
+        return inserted is not None
+    conn.execute(projects_table.insert().values(**values))
+    return True
+
+
+# PostgreSQL sequences of new ids (migrations/versions/0006_project_locks.py).
+ID_SEQUENCES = {"images": "image_ids", "image_groups": "group_ids"}
+
+
+def reserve_ids(conn: Connection, table, n: int) -> list[int]:
+    """`n` unused ids of `table` (images or image_groups), ascending.
+
+    Ids are given by the sync rather than returned by the database, so that
+    groups and matches can name new images before they are written (and a
+    RETURNING of many rows is one statement per row on some drivers).
+    SQLite: max(id) + 1 onwards, read inside the write transaction, which
+    no other writer shares. PostgreSQL: from the table's sequence, since
+    syncs of other projects insert at the same time; the ids need not be
+    consecutive, only unused (a rolled-back sync leaves a gap).
+    """
+    if n <= 0:
+        return []
+    if is_postgres(conn):
+        sequence = ID_SEQUENCES[table.name]
+        rows = conn.exec_driver_sql(f"SELECT nextval('{sequence}') FROM generate_series(1, {int(n)})").all()
+        return sorted(r[0] for r in rows)
+    first = (conn.execute(select(func.max(table.c.id))).scalar() or 0) + 1
+    return list(range(first, first + n))
 
 
 # What identifies an image's path in the images key on PostgreSQL (a btree

@@ -2,19 +2,24 @@
 
 Owns the crash-test hook. A test sets ``CATALOG_CRASH_AT=<point>`` (or
 ``<point>:<n>`` for the n-th time the point is reached, counting from 1) and
-optionally ``CATALOG_CRASH_WITH=kill|interrupt|sigint`` (default ``kill``).
-When the process reaches that point it writes ``catalog: crash point <point>
-reached`` to stderr and then SIGKILLs itself (a power cut, as far as the
-database can tell), raises KeyboardInterrupt (Ctrl-C as Python sees it), or
-sends itself a real SIGINT and carries on (Ctrl-C as the terminal sends it). Tests therefore hit
-the phase they name on any machine, however loaded, with no sleeps.
+optionally ``CATALOG_CRASH_WITH=kill|interrupt|sigint|pause`` (default
+``kill``). When the process reaches that point it writes ``catalog: crash
+point <point> reached`` to stderr and then SIGKILLs itself (a power cut, as
+far as the database can tell), raises KeyboardInterrupt (Ctrl-C as Python
+sees it), sends itself a real SIGINT and carries on (Ctrl-C as the terminal
+sends it), or pauses until a line arrives on its stdin (so that a test can
+act while the process is at that point, then let it go on). Tests therefore
+hit the phase they name on any machine, however loaded, with no sleeps.
 
 Without the variable, `reach` is a dictionary-free no-op.
 
 Points, in the order a project sync passes them (see catalog/index.py and
 catalog/export.py):
 
-- ``sync_started``: the project's transaction is open and its row written;
+- ``planned``: the project's folders are scanned and its sync planned; no
+  lock is held yet;
+- ``sync_started``: the project's write transaction is open, its row
+  written and locked;
 - ``images_written``: the images table holds the new rows, derived rows not yet;
 - ``groups_written``: groups and their members written;
 - ``matches_written``: winner matches written;
@@ -30,11 +35,11 @@ import os
 import signal
 import sys
 
-POINTS = ("sync_started", "images_written", "groups_written", "matches_written", "before_commit",
+POINTS = ("planned", "sync_started", "images_written", "groups_written", "matches_written", "before_commit",
           "committed", "export_written", "query_running")
 
 
-WAYS = ("kill", "interrupt", "sigint")
+WAYS = ("kill", "interrupt", "sigint", "pause")
 
 
 def _target() -> tuple[str, int] | None:
@@ -68,6 +73,9 @@ def reach(point: str) -> None:
     way = os.environ.get("CATALOG_CRASH_WITH", "kill")
     if way == "interrupt":
         raise KeyboardInterrupt
+    if way == "pause":
+        sys.stdin.readline()
+        return
     if way == "sigint":
         # A real Ctrl-C from the operating system; the process carries on
         # until its signal handling acts on it.

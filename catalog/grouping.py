@@ -22,9 +22,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
+from . import dialects
 from .bulk import chunks, executemany, fetch_tuples
 from .images import ImageRow, stored_datetime
 from .names import format_stage, timestamp_key
@@ -237,13 +238,10 @@ def write_groups(conn: Connection, project_id: int, plan: GroupPlan) -> None:
     executemany(conn, _update_winners, plan.updates, _WINNER_COLUMNS + ("group_id",))
     if not plan.inserts:
         return
-    # Ids are given, not returned: RETURNING on a many-row insert falls back
-    # to one statement per row on some backends. Syncs are serialized by
-    # dialects.begin_sync, so max(id) cannot race.
-    next_id = (conn.execute(select(func.max(image_groups.c.id))).scalar() or 0) + 1
     group_rows: list[tuple] = []
     member_rows: list[tuple] = []
-    for group_id, (set_id, ids, shape, won) in enumerate(plan.inserts, start=next_id):
+    for group_id, (set_id, ids, shape, won) in zip(dialects.reserve_ids(conn, image_groups, len(plan.inserts)),
+                                                   plan.inserts):
         group_rows.append((group_id, project_id, set_id, *shape, *won))
         member_rows.extend((image_id, group_id, position) for position, image_id in enumerate(ids))
     executemany(conn, image_groups.insert(), group_rows, _GROUP_COLUMNS)

@@ -9,12 +9,12 @@ inside the caller's transaction (one per project sync).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Optional
 
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
 from .bulk import executemany
@@ -176,16 +176,17 @@ class FolderPlan:
 Progress = Callable[[str, int, Optional[int]], None]
 
 
-def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: int, *,
+def plan_folder(role: str, root: str, stored: dict[str, StoredImage], new_ids: Iterator[int], *,
                 warn: Callable[[str], None] = lambda msg: None,
                 progress: Optional[Progress] = None, workers: Optional[int] = None) -> FolderPlan:
     """Compare the folder `root` with its `stored` rows; nothing is written.
 
     The walk (size and mtime only) hands new and changed files to worker
     processes that read their names and headers meanwhile (catalog/reading.py;
-    `workers`: how many, default one per other core). New images get ids from
-    `next_id` on, in walk order, so the groups and matches planned on them
-    can name them before they exist.
+    `workers`: how many, default one per other core). New images take ids
+    from `new_ids` in walk order: provisional ones (negative, see
+    catalog/sync.py), so the groups and matches planned on them can name
+    them before the real ids are reserved at write time.
     """
     known = dict(stored)
     changes = Changes()
@@ -213,8 +214,7 @@ def plan_folder(role: str, root: str, stored: dict[str, StoredImage], next_id: i
             fields = (*read, entry.size_bytes, entry.mtime_ns)
             if old is None:
                 changes.added += 1
-                image_id = next_id
-                next_id += 1
+                image_id = next(new_ids)
                 inserts.append((image_id, None, role, entry.rel_path, entry.dir, entry.filename, *fields))
             else:
                 changes.changed += 1
@@ -261,11 +261,3 @@ def write_folder(conn: Connection, project_id: int, plan: FolderPlan,
         batch = plan.updates[start:start + BATCH]
         executemany(conn, _update, batch, UPDATE_COLUMNS)
         advance(len(batch))
-
-
-def next_image_id(conn: Optional[Connection]) -> int:
-    # Ids are given, not returned, so that new rows can be grouped straight
-    # from memory; the sync holds the write lock, so max(id) cannot race.
-    if conn is None:
-        return 1
-    return (conn.execute(select(func.max(images.c.id))).scalar() or 0) + 1

@@ -110,7 +110,8 @@ def utcnow() -> datetime:
 
 def _project_row(conn: Connection, name: str):
     return conn.execute(
-        select(projects.c.id, projects.c.derived_version, projects.c.sandbox_dir, projects.c.final_dir)
+        select(projects.c.id, projects.c.derived_version, projects.c.sandbox_dir, projects.c.final_dir,
+               projects.c.generation)
         .where(projects.c.name == name)
     ).first()
 
@@ -146,33 +147,49 @@ def index_project(
 
 
 def _sync(engine: Engine, project: Project, progress: Optional[Progress]) -> ProjectSummary:
+    """Plan without a lock, then write under the project's lock.
+
+    The plan (reading the project's rows, scanning its folders, deriving)
+    holds no lock, so a slow drive holds up nobody. The write takes the
+    project's lock (catalog/dialects.py `lock_projects`) and checks that the
+    project's generation is the one planned on; if another sync of the same
+    project committed meanwhile, the plan is made again under the lock."""
     summary = ProjectSummary(project.name, project.sandbox_dir, project.final_dir)
     started = utcnow()
     clock = time.perf_counter()
+    with engine.connect() as conn:
+        dialects.reading(conn)
+        with conn.begin():
+            planned_on = _project_row(conn, project.name)
+            plan = plan_project(conn, planned_on.id if planned_on is not None else None, project,
+                                derived_current=planned_on is not None and planned_on.derived_version == DERIVED_VERSION,
+                                warn=summary.warnings.append, progress=progress)
+    faults.reach("planned")
     with engine.begin() as conn:
-        dialects.begin_sync(conn)
         row = _project_row(conn, project.name)
+        created = False
         if row is None:
-            inserted = conn.execute(
-                projects.insert().values(name=project.name, sandbox_dir=project.sandbox_dir,
-                                         final_dir=project.final_dir)
-            ).inserted_primary_key
-            assert inserted is not None
-            project_id = inserted[0]
-            derived_current = False
-        else:
-            project_id = row.id
-            derived_current = row.derived_version == DERIVED_VERSION
-            if _note_move(summary, row, project):
-                # Rows are relative to the folders, so only the bases change;
-                # the sync then finds what differs in the new place.
-                conn.execute(
-                    projects.update().where(projects.c.id == project_id)
-                    .values(sandbox_dir=project.sandbox_dir, final_dir=project.final_dir)
-                )
+            created = dialects.create_project(conn, projects, {
+                "name": project.name, "sandbox_dir": project.sandbox_dir, "final_dir": project.final_dir})
+            row = _project_row(conn, project.name)
+        dialects.lock_projects(conn, [row.id])
+        row = _project_row(conn, project.name)  # as it is now that nobody else may write it
+        project_id = row.id
         faults.reach("sync_started")
-        plan = plan_project(conn, project_id, project, derived_current=derived_current,
-                            warn=summary.warnings.append, progress=progress)
+        unchanged = (created and planned_on is None) or (
+            planned_on is not None and (planned_on.id, planned_on.generation) == (row.id, row.generation))
+        if not unchanged:
+            # Another sync of this project committed while we planned.
+            summary.warnings.clear()
+            plan = plan_project(conn, project_id, project, derived_current=row.derived_version == DERIVED_VERSION,
+                                warn=summary.warnings.append, progress=progress)
+        if not created and _note_move(summary, row, project):
+            # Rows are relative to the folders, so only the bases change;
+            # the sync then finds what differs in the new place.
+            conn.execute(
+                projects.update().where(projects.c.id == project_id)
+                .values(sandbox_dir=project.sandbox_dir, final_dir=project.final_dir)
+            )
         apply_plan(conn, project_id, plan, progress)
         counts = project_counts(conn, project.name)
         changes = plan.changes
@@ -184,7 +201,7 @@ def _sync(engine: Engine, project: Project, progress: Optional[Progress]) -> Pro
         ))
         conn.execute(
             projects.update().where(projects.c.id == project_id)
-            .values(indexed_at=utcnow(), derived_version=DERIVED_VERSION)
+            .values(indexed_at=utcnow(), derived_version=DERIVED_VERSION, generation=projects.c.generation + 1)
         )
         faults.reach("before_commit")
     summary.take(plan)
@@ -257,10 +274,11 @@ def forget(engine: Engine, names: Sequence[str], *, dry_run: bool = False) -> li
     (or only count what would go)."""
     out = []
     with engine.begin() as conn:
-        if not dry_run:
-            dialects.begin_sync(conn)
         ids = dict(conn.execute(select(projects.c.name, projects.c.id)).all())
-        for name in resolve_names(sorted(ids), names):
+        wanted = resolve_names(sorted(ids), names)
+        if not dry_run:
+            dialects.lock_projects(conn, [ids[name] for name in wanted])
+        for name in wanted:
             pid = ids[name]
             n_images = conn.execute(select(func.count()).select_from(images)
                                     .where(images.c.project_id == pid)).scalar() or 0

@@ -32,7 +32,7 @@ from .dialects import POSTGRES_PATH_KEY
 
 # The newest Alembic revision this code knows; a command that finds the
 # database here does no migration work at all (and never imports Alembic).
-HEAD_REVISION = "0005_path_digest"
+HEAD_REVISION = "0006_project_locks"
 
 # Bumped whenever grouping or matching logic changes, so the next sync
 # recomputes derived rows even for projects whose files did not change.
@@ -61,6 +61,9 @@ projects = Table(
     Column("final_dir", String),
     Column("indexed_at", DateTime),
     Column("derived_version", Integer, nullable=False, server_default="0"),
+    # One more for every committed sync: a sync planned without the
+    # project's lock writes only if it is unchanged (catalog/index.py).
+    Column("generation", Integer, nullable=False, server_default="0"),
 )
 
 images = Table(

@@ -20,6 +20,7 @@ alone.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Optional
 
 from sqlalchemy.engine import Connection
 
-from . import faults
+from . import dialects, faults
 from .errors import CatalogError
 from .grouping import (
     GroupPlan,
@@ -44,7 +45,6 @@ from .images import (
     FolderPlan,
     ImageRow,
     Progress,
-    next_image_id,
     plan_folder,
     read_folder,
     unchanged_folder,
@@ -63,6 +63,7 @@ from .matching import (
 )
 from .names import timestamp_key
 from .projects import Project
+from .schema import images
 
 
 @dataclass
@@ -109,12 +110,11 @@ def plan_project(
     stored_sandbox = read_folder(conn, project_id, "sandbox")
     stored_final = read_folder(conn, project_id, "final")
 
-    next_id = next_image_id(conn)
-    sandbox = plan_folder("sandbox", project.sandbox_dir, stored_sandbox, next_id, warn=warn, progress=progress)
+    new_ids = itertools.count(-1, -1)  # provisional, see `renumber`
+    sandbox = plan_folder("sandbox", project.sandbox_dir, stored_sandbox, new_ids, warn=warn, progress=progress)
     if project.final_exists:
         assert project.final_dir is not None
-        final = plan_folder("final", project.final_dir, stored_final, next_id + len(sandbox.inserts), warn=warn,
-                            progress=progress)
+        final = plan_folder("final", project.final_dir, stored_final, new_ids, warn=warn, progress=progress)
     else:
         # A missing final folder is never taken as "nothing was picked":
         # rows from an earlier sync stay until the folder is back.
@@ -202,10 +202,30 @@ def _finals_to_match(sandbox: FolderPlan, final: FolderPlan) -> list[ImageRow]:
     return out
 
 
+def renumber(plan: ProjectPlan, real: list[int]) -> None:
+    """Give new images their real ids. A plan names new images by provisional
+    ids -1, -2, ... (in walk order), because it is made before the write
+    lock is taken, and only under it are ids reserved (PostgreSQL: while
+    other projects are written too); provisional id -k becomes real[k-1]."""
+
+    def real_id(i):
+        return real[-i - 1] if i is not None and i < 0 else i
+
+    for folder in plan.folders:
+        folder.inserts = [(real_id(row[0]), *row[1:]) for row in folder.inserts]
+    groups = plan.groups
+    groups.inserts = [(set_id, tuple(real_id(i) for i in ids), shape, (won[0], real_id(won[1]), won[2]))
+                      for set_id, ids, shape, won in groups.inserts]
+    groups.updates = [(row[0], real_id(row[1]), *row[2:]) for row in groups.updates]
+    plan.matches.inserts = [{**m, "final_image_id": real_id(m["final_image_id"]),
+                             "sandbox_image_id": real_id(m["sandbox_image_id"])} for m in plan.matches.inserts]
+
+
 def apply_plan(conn: Connection, project_id: int, plan: ProjectPlan, progress: Optional[Progress] = None) -> None:
     """Write the plan inside the caller's transaction. Stale derived rows go
     first, while the images they name still exist; then images; then the new
     groups and matches, which may name images inserted just before."""
+    renumber(plan, dialects.reserve_ids(conn, images, sum(len(f.inserts) for f in plan.folders)))
     delete_matches(conn, plan.matches)
     delete_groups(conn, plan.groups)
     for folder in plan.folders:
