@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from . import dialects
 from .bulk import chunks, executemany, fetch_tuples
-from .images import ImageRow, stored_datetime
+from .images import S_FILENAME, S_ID, TIMESTAMP_CHARS, ImageRow, stored_datetime
 from .names import format_stage, timestamp_key
 from .schema import group_members, image_groups, images
 
@@ -76,8 +76,44 @@ def form_groups(sandbox: Sequence[ImageRow]) -> list[list[ImageRow]]:
         stages = [i.stage for i in images if i.stage is not None]  # all of them: filtered above
         for run in selector_runs(stages):
             groups.append([images[k] for k in run])
-    groups.sort(key=lambda g: (g[0].timestamp, g[0].dir, g[0].filename))
+    groups.sort(key=group_order)
     return groups
+
+
+def group_order(group: Sequence[ImageRow]) -> tuple:
+    """The order in which groups are given set ids (and listed)."""
+    first = group[0]
+    return (first.timestamp, first.dir, first.filename)
+
+
+def selector_runs_of(rows: Sequence) -> list[tuple[int, ...]]:
+    """The selector's runs over one folder's rows (ImageRows or stored
+    rows, see catalog/images.py), as tuples of image ids.
+
+    Sorted on (name's first 15 characters, stage, name): the first 15
+    characters are the YYYYMMDD_HHMMSS the timestamp is parsed from, so this
+    is the (timestamp, stage, filename) order of `form_groups` without
+    converting a stored row's time; a differential test holds the two equal."""
+    keyed = []
+    for row in rows:
+        if isinstance(row, ImageRow):
+            image_id, filename, timestamp, stage = row.id, row.filename, row.timestamp, row.stage
+        else:
+            image_id, filename, timestamp, stage = row[S_ID], row[S_FILENAME], row[5], row[6]
+        if timestamp is not None and stage is not None:
+            keyed.append((filename[:TIMESTAMP_CHARS], stage, filename, image_id))
+    keyed.sort()
+    stages = [k[1] for k in keyed]
+    return [tuple(keyed[k][3] for k in run) for run in selector_runs(stages)]
+
+
+def new_group(members: Sequence[ImageRow], won: tuple, used: set[str]) -> tuple:
+    """A group to insert: (set_id, member ids, shape, winner), its set id
+    the first of group_<first timestamp>, _2, _3, ... not in `used`."""
+    first = members[0].timestamp
+    assert first is not None  # only timestamped images are grouped
+    set_id = _free_set_id("group_" + timestamp_key(first), used)
+    return (set_id, tuple(i.id for i in members), shape_of(members), won)
 
 
 class StoredGroup(NamedTuple):
@@ -136,6 +172,7 @@ class GroupOfImages(NamedTuple):
     """A stored group seen from its images: what deciding its winner needs."""
 
     id: int
+    set_id: str
     dir: str
     winner: tuple  # (winner_count, chosen_image_id, chosen_stage) as stored
     members: tuple[tuple[int, Optional[float]], ...]  # (image id, stage) in position order
@@ -149,7 +186,8 @@ def read_groups_of(conn: Optional[Connection], project_id: Optional[int],
     holding = (select(group_members.c.group_id)
                .where(group_members.c.image_id.in_(bindparam("ids", expanding=True))))
     query = (
-        select(image_groups.c.id, image_groups.c.dir, image_groups.c.winner_count, image_groups.c.chosen_image_id,
+        select(image_groups.c.id, image_groups.c.set_id, image_groups.c.dir, image_groups.c.winner_count,
+               image_groups.c.chosen_image_id,
                image_groups.c.chosen_stage, group_members.c.image_id, images.c.stage)
         .select_from(image_groups.join(group_members, group_members.c.group_id == image_groups.c.id)
                      .join(images, images.c.id == group_members.c.image_id))
@@ -158,12 +196,13 @@ def read_groups_of(conn: Optional[Connection], project_id: Optional[int],
     )
     groups: dict[int, tuple] = {}
     for chunk in chunks(sorted(image_ids)):
-        for gid, folder, count, chosen, chosen_stage, image_id, stage in fetch_tuples(conn, query, {"ids": chunk}):
+        for gid, set_id, folder, count, chosen, chosen_stage, image_id, stage in fetch_tuples(
+                conn, query, {"ids": chunk}):
             if gid not in groups:
-                groups[gid] = (folder, (count, chosen, chosen_stage), [])
-            groups[gid][2].append((image_id, stage))
-    return [GroupOfImages(gid, folder, winner, tuple(members))
-            for gid, (folder, winner, members) in groups.items()]
+                groups[gid] = (set_id, folder, (count, chosen, chosen_stage), [])
+            groups[gid][3].append((image_id, stage))
+    return [GroupOfImages(gid, set_id, folder, winner, tuple(members))
+            for gid, (set_id, folder, winner, members) in groups.items()]
 
 
 def shape_of(group: Sequence[ImageRow]) -> tuple:
@@ -217,7 +256,7 @@ def plan_groups(stored: Sequence[StoredGroup], groups: Sequence[Sequence[ImageRo
         shape = shape_of(members)
         old = by_identity.pop((ids, shape), None)
         if old is None:
-            new.append((members, ids, shape, won))
+            new.append((members, won))
             continue
         plan.kept += 1
         used.add(old.set_id)
@@ -225,11 +264,8 @@ def plan_groups(stored: Sequence[StoredGroup], groups: Sequence[Sequence[ImageRo
             plan.updates.append((*won, old.id))
     plan.deletes.extend(g.id for g in by_identity.values())
     # Set ids freed by deleted groups are free again; kept ones are taken.
-    for members, ids, shape, won in new:
-        first = members[0].timestamp
-        assert first is not None  # only timestamped images are grouped
-        set_id = _free_set_id("group_" + timestamp_key(first), used)
-        plan.inserts.append((set_id, ids, shape, won))
+    for members, won in new:
+        plan.inserts.append(new_group(members, won, used))
     return plan
 
 

@@ -92,6 +92,10 @@ def to_image(stored: StoredImage) -> ImageRow:
     return ImageRow(image_id, folder, filename, stored_datetime(timestamp), stage, width, height)
 
 
+def to_image_row(row: ImageRow | StoredImage) -> ImageRow:
+    return row if isinstance(row, ImageRow) else to_image(row)
+
+
 _READ_FOLDER = text(
     "SELECT rel_path, id, size_bytes, mtime_ns, dir, filename, timestamp, stage, width, height "
     "FROM images WHERE project_id = :project_id AND role = :role"

@@ -34,19 +34,24 @@ from .grouping import (
     GroupPlan,
     delete_groups,
     form_groups,
+    group_order,
+    new_group,
     plan_groups,
     read_groups,
     read_groups_of,
     read_set_ids,
+    selector_runs_of,
     write_groups,
 )
 from .images import (
+    S_DIR,
     Changes,
     FolderPlan,
     ImageRow,
     Progress,
     plan_folder,
     read_folder,
+    to_image_row,
     unchanged_folder,
     write_folder,
 )
@@ -145,23 +150,10 @@ def derive(conn: Optional[Connection], project_id: Optional[int], sandbox: Folde
     result equal to a fresh index's.
     """
     if progress is not None:
-        progress("grouping", 0, None)
-    dirs = None if everything else sandbox.added_dirs()
-    # Stored groups of those folders are read whole, with every member, now:
-    # deleting images would cascade their memberships away.
-    stored_groups = read_groups(conn, project_id, dirs)
-    taken: set[str] = set()
-    if dirs is not None:
-        redone = {g.set_id for g in stored_groups}
-        taken = {set_id for set_id in read_set_ids(conn, project_id) if set_id not in redone}
-    groups = form_groups(sandbox.images(dirs))
-
-    if progress is not None:
         progress("matching winners", 0, None)
     stored_matches = read_matches(conn, project_id)
     if everything:
-        found = match_finals(sandbox.images(), final.images())
-        matches = found
+        matches = match_finals(sandbox.images(), final.images())
     else:
         finals = _finals_to_match(sandbox, final)
         names = {f.filename for f in finals}
@@ -173,17 +165,80 @@ def derive(conn: Optional[Connection], project_id: Optional[int], sandbox: Folde
         matches = {fid: m for fid, m in stored_matches.items() if fid in remaining and fid not in found}
         matches.update(found)
     picked = picked_images(matches)
-    group_plan = plan_groups(stored_groups, groups, group_winners(groups, picked), taken)
-    if dirs is not None:
-        # Groups of unchanged folders whose images were picked or unpicked.
+
+    if progress is not None:
+        progress("grouping", 0, None)
+    group_plan = None if everything else regroup(conn, project_id, sandbox, picked)
+    if group_plan is None:
+        # Stored groups are read whole, with every member, now: deleting
+        # images would cascade their memberships away.
+        stored_groups = read_groups(conn, project_id)
+        groups = form_groups(sandbox.images())
+        group_plan = plan_groups(stored_groups, groups, group_winners(groups, picked))
+    if not everything:
+        # Groups kept as they were whose images were picked or unpicked.
         flipped = picked ^ picked_images(stored_matches)
+        deleted = set(group_plan.deletes)
         for group in read_groups_of(conn, project_id, flipped):
-            if group.dir in dirs:
-                continue  # formed again above
+            if group.id in deleted:
+                continue
             won = winner_of(group.members, picked)
             if won != tuple(group.winner):
                 group_plan.updates.append((*won, group.id))
     return group_plan, plan_matches(stored_matches, matches)
+
+
+def regroup(conn: Optional[Connection], project_id: Optional[int], sandbox: FolderPlan,
+            picked: set[int]) -> Optional[GroupPlan]:
+    """The groups that change, when the stored groups are those of the
+    stored images (the rules did not change): in each sub-folder that gained
+    or lost an image, the selector's runs over the images before and after;
+    a run found only before is a stored group to delete, a run found only
+    after is a group to insert, every other run is a group kept as it is.
+    The runs are computed on (name, stage) alone: no row is converted and no
+    stored group read but those that go. None when the stored groups are
+    not what the stored images give (the caller derives everything)."""
+    dirs = sandbox.added_dirs()
+    before: dict[str, list] = {d: [] for d in dirs}
+    after: dict[str, list] = {d: [] for d in dirs}
+    for row in sandbox.rows.values():
+        folder = row.dir if isinstance(row, ImageRow) else row[S_DIR]
+        if folder in after:
+            after[folder].append(row)
+            if row[0] >= 0:  # not added now (new images have provisional negative ids)
+                before[folder].append(row)
+    for row in sandbox.gone:
+        before[row[S_DIR]].append(row)
+
+    gone: dict[int, tuple[int, ...]] = {}  # first image id -> run
+    added: list[list[ImageRow]] = []
+    for folder in sorted(dirs):
+        old = selector_runs_of(before[folder])
+        new = selector_runs_of(after[folder])
+        old_set, new_set = set(old), set(new)
+        gone.update((run[0], run) for run in old if run not in new_set)
+        fresh = [run for run in new if run not in old_set]
+        if fresh:
+            by_id = {row[0]: row for row in after[folder]}
+            added.extend([to_image_row(by_id[i]) for i in run] for run in fresh)
+
+    plan = GroupPlan()
+    freed = set()
+    for group in read_groups_of(conn, project_id, gone):
+        if tuple(i for i, _ in group.members) != gone.get(group.members[0][0]):
+            return None  # stored groups drifted from the rules: derive everything
+        plan.deletes.append(group.id)
+        freed.add(group.set_id)
+    if len(plan.deletes) != len(gone):
+        return None
+    if not added:
+        return plan
+    # Set ids of deleted groups are free again; every other one is taken.
+    taken = set(read_set_ids(conn, project_id)) - freed
+    added.sort(key=group_order)
+    for members, won in zip(added, group_winners(added, picked)):
+        plan.inserts.append(new_group(members, won, taken))
+    return plan
 
 
 def _finals_to_match(sandbox: FolderPlan, final: FolderPlan) -> list[ImageRow]:

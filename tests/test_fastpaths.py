@@ -116,3 +116,40 @@ def test_index_with_workers_equals_index_without(sample, tmp_path, monkeypatch):
     for run in (plain, parallel):
         assert run("index", root, "-q").exit_code == 0
     assert _dump(tmp_path / "parallel.db") == _dump(tmp_path / "plain.db")
+
+
+_names = st.lists(
+    st.tuples(st.integers(0, 40), st.sampled_from([1.0, 1.5, 2.0, 3.0, None]), st.sampled_from(["", "a", "upscaled", "b_c"]),
+              st.sampled_from([".png", ".jpg"])),
+    max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_names, st.booleans())
+def test_runs_on_names_equal_the_selectors_groups(specs, stored):
+    """selector_runs_of sorts on the name's first 15 characters instead of
+    the parsed time: the same runs as form_groups, for new and stored rows."""
+    from datetime import timedelta
+
+    from catalog.grouping import form_groups, selector_runs_of
+    from catalog.images import ImageRow, StoredImage
+    from catalog.names import format_name, parse_name
+
+    rows: list[ImageRow] = []
+    seen = set()
+    for k, (minute, stage, label, ext) in enumerate(specs):
+        name = format_name(datetime(2025, 7, 1) + timedelta(seconds=minute * 7), stage, label or None, ext)
+        if name in seen:
+            continue
+        seen.add(name)
+        timestamp, parsed_stage, _ = parse_name(name)
+        rows.append(ImageRow(k, "", name, timestamp, parsed_stage, None, None))
+    expected = [tuple(i.id for i in g) for g in form_groups(rows)]
+    if stored:
+        # As read back from SQLite: (id, size, mtime, dir, filename, time text, stage, w, h).
+        as_stored: list[StoredImage] = [
+            (r.id, 0, 0, r.dir, r.filename, r.timestamp.isoformat(" ", "microseconds") if r.timestamp else None,
+             r.stage, None, None) for r in rows]
+        assert selector_runs_of(as_stored) == expected
+    else:
+        assert selector_runs_of(rows) == expected

@@ -225,7 +225,7 @@ def test_progress_names_each_phase_with_its_total(sample, tmp_path):
     index_project(engine, aiko, progress=lambda phase, done, total: seen.append((phase, done, total)))
     phases = list(dict.fromkeys(phase for phase, _, _ in seen))
     assert phases == ["scanning sandbox", "reading sandbox names and headers", "scanning final",
-                      "reading final names and headers", "grouping", "matching winners",
+                      "reading final names and headers", "matching winners", "grouping",
                       "writing sandbox images", "writing final images", "writing groups and matches"]
     exp = expected.projects["aiko"]
     last = {phase: (done, total) for phase, done, total in seen}
