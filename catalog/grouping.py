@@ -18,7 +18,7 @@ image; a shorter run is dropped and the next starts at the following image.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -86,14 +86,15 @@ def group_order(group: Sequence[ImageRow]) -> tuple:
     return (first.timestamp, first.dir, first.filename)
 
 
-def selector_runs_of(rows: Sequence) -> list[tuple[int, ...]]:
-    """The selector's runs over one folder's rows (ImageRows or stored
-    rows, see catalog/images.py), as tuples of image ids.
+def selector_order(rows: Iterable) -> list[tuple]:
+    """(name's first 15 characters, stage, name, image id) of the rows that
+    take part in groups (ImageRows or stored rows, see catalog/images.py),
+    sorted: the selector's order.
 
-    Sorted on (name's first 15 characters, stage, name): the first 15
-    characters are the YYYYMMDD_HHMMSS the timestamp is parsed from, so this
-    is the (timestamp, stage, filename) order of `form_groups` without
-    converting a stored row's time; a differential test holds the two equal."""
+    The first 15 characters are the YYYYMMDD_HHMMSS the timestamp is parsed
+    from, so this is the (timestamp, stage, filename) order of `form_groups`
+    without converting a stored row's time; a differential test holds the
+    two equal."""
     keyed = []
     for row in rows:
         if isinstance(row, ImageRow):
@@ -103,8 +104,17 @@ def selector_runs_of(rows: Sequence) -> list[tuple[int, ...]]:
         if timestamp is not None and stage is not None:
             keyed.append((filename[:TIMESTAMP_CHARS], stage, filename, image_id))
     keyed.sort()
-    stages = [k[1] for k in keyed]
-    return [tuple(keyed[k][3] for k in run) for run in selector_runs(stages)]
+    return keyed
+
+
+def runs_in_order(keyed: Sequence[tuple]) -> list[tuple[int, ...]]:
+    """The selector's runs over `selector_order` rows, as tuples of image ids."""
+    return [tuple(keyed[k][3] for k in run) for run in selector_runs([k[1] for k in keyed])]
+
+
+def selector_runs_of(rows: Iterable) -> list[tuple[int, ...]]:
+    """The selector's runs over one folder's rows, as tuples of image ids."""
+    return runs_in_order(selector_order(rows))
 
 
 def new_group(members: Sequence[ImageRow], won: tuple, used: set[str]) -> tuple:

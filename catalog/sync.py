@@ -40,11 +40,13 @@ from .grouping import (
     read_groups,
     read_groups_of,
     read_set_ids,
-    selector_runs_of,
+    runs_in_order,
+    selector_order,
     write_groups,
 )
 from .images import (
     S_DIR,
+    S_ID,
     Changes,
     FolderPlan,
     ImageRow,
@@ -199,27 +201,28 @@ def regroup(conn: Optional[Connection], project_id: Optional[int], sandbox: Fold
     stored group read but those that go. None when the stored groups are
     not what the stored images give (the caller derives everything)."""
     dirs = sandbox.added_dirs()
-    before: dict[str, list] = {d: [] for d in dirs}
-    after: dict[str, list] = {d: [] for d in dirs}
+    # Per folder, its rows before and after in one list, sorted once.
+    rows: dict[str, list] = {d: [] for d in dirs}
     for row in sandbox.rows.values():
         folder = row.dir if isinstance(row, ImageRow) else row[S_DIR]
-        if folder in after:
-            after[folder].append(row)
-            if row[0] >= 0:  # not added now (new images have provisional negative ids)
-                before[folder].append(row)
+        if folder in rows:
+            rows[folder].append(row)
     for row in sandbox.gone:
-        before[row[S_DIR]].append(row)
+        rows[row[S_DIR]].append(row)
+    removed = {row[S_ID] for row in sandbox.gone}
 
     gone: dict[int, tuple[int, ...]] = {}  # first image id -> run
     added: list[list[ImageRow]] = []
     for folder in sorted(dirs):
-        old = selector_runs_of(before[folder])
-        new = selector_runs_of(after[folder])
+        both = selector_order(rows[folder])
+        # New images have provisional negative ids.
+        old = runs_in_order([k for k in both if k[3] >= 0])
+        new = runs_in_order([k for k in both if k[3] not in removed] if removed else both)
         old_set, new_set = set(old), set(new)
         gone.update((run[0], run) for run in old if run not in new_set)
         fresh = [run for run in new if run not in old_set]
         if fresh:
-            by_id = {row[0]: row for row in after[folder]}
+            by_id = {row[0]: row for row in rows[folder]}
             added.extend([to_image_row(by_id[i]) for i in run] for run in fresh)
 
     plan = GroupPlan()
