@@ -138,9 +138,10 @@ def handled(fn):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
         except Exception as exc:
-            from sqlalchemy.exc import SQLAlchemyError
-
-            if isinstance(exc, SQLAlchemyError) and not state.debug:
+            # Only a command that imported SQLAlchemy can raise its errors
+            # (catalog sql and export on SQLite never import it).
+            sa_exc = sys.modules.get("sqlalchemy.exc")
+            if sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError) and not state.debug:
                 from catalog.database import describe_db_error
 
                 fail(str(describe_db_error(exc, state.db)), 1)
