@@ -176,7 +176,7 @@ def bench_size(server, n: int, reps: int, work: Path, proxies: dict[str, DelayPr
     if not (workspace / "SAMPLE_EXPECTED.json").exists():
         shutil.rmtree(workspace, ignore_errors=True)
         print(f"writing a {n}-image workspace ...", file=sys.stderr)
-        bench.catalog(work / "unused.db", "sample", workspace, "--images", str(n), "--seed", "1")
+        bench.catalog(work / "unused.db", "sample", str(workspace), "--images", str(n), "--seed", "1")
     targets = Targets(server, work, n, proxies)
     times: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     rss: dict[tuple[str, str], list[float]] = collections.defaultdict(list)

@@ -58,8 +58,8 @@ def main(args: list[str]) -> None:
     threading.Thread(target=watch, daemon=True).start()
     while True:
         last = closed.is_set()
-        sys.__stdout__.write(json.dumps(read_once(args)) + "\n")
-        sys.__stdout__.flush()
+        sys.stdout.write(json.dumps(read_once(args)) + "\n")
+        sys.stdout.flush()
         if last:
             return
 

@@ -111,7 +111,7 @@ def by_project(whole: dict) -> dict[str, dict]:
 def project_state(pg: Server, db: Database, names) -> dict[str, dict]:
     """Every project of `names`, absent ones as empty."""
     split = by_project(state(pg, db.name))
-    empty = {k: [] for k in [*VIEW_COLUMNS, "images", "projects"]}
+    empty: dict[str, list] = {k: [] for k in [*VIEW_COLUMNS, "images", "projects"]}
     return {name: split.get(name, empty) for name in names}
 
 
@@ -128,7 +128,7 @@ def stats_rows(text: str) -> dict[str, dict]:
 def outputs(url: str) -> dict[str, str]:
     """What the read commands print (stdout, then stderr), read with `url`'s
     role: every view, stats (times left out), check, every export."""
-    run = Run(url)  # type: ignore[arg-type]
+    run = Run(url)
     asks: dict[str, tuple[str, ...]] = {
         f"view {view}": ("sql", f'SELECT {cols} FROM "{view}" ORDER BY {cols}', "-f", "csv")
         for view, cols in VIEW_COLUMNS.items()}
@@ -261,7 +261,7 @@ def test_five_indexers_at_once_end_as_one_after_another(pg, team):
     # No read failed, and each saw every project wholly before (absent) or
     # after its sync. Before the first indexer has made the schema, "no
     # catalogue yet" is the right answer; after a read has found it, never.
-    final = stats_rows(Run(one_by_one.reader)("stats", "-f", "csv").stdout)  # type: ignore[arg-type]
+    final = stats_rows(Run(one_by_one.reader)("stats", "-f", "csv").stdout)
     assert sorted(final) == sorted([*names, "TOTAL"])
     for mine in reads:
         found = False
@@ -298,7 +298,7 @@ def test_kills_at_every_point_converge(pg, team):
             change(roots, round_)
         index_in_process(reference, *roots)
         after = project_state(pg, reference, ORDER)
-        killed = catalog(db.owner, "index", *roots, env=crash_env(point, nth), timeout=LIMIT_S)  # type: ignore[arg-type]
+        killed = catalog(db.owner, "index", *roots, env=crash_env(point, nth), timeout=LIMIT_S)
         assert killed.returncode == -signal.SIGKILL, killed.stderr
         assert crash_lines(killed.stderr) == [f"catalog: crash point {point} reached"]
         synced = nth if point == "committed" else nth - 1
