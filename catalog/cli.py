@@ -138,9 +138,10 @@ def handled(fn):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(0) from None
         except Exception as exc:
-            from sqlalchemy.exc import SQLAlchemyError
-
-            if isinstance(exc, SQLAlchemyError) and not state.debug:
+            # Only a command that imported SQLAlchemy can raise its errors
+            # (catalog sql and export on SQLite never import it).
+            sa_exc = sys.modules.get("sqlalchemy.exc")
+            if sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError) and not state.debug:
                 from catalog.database import describe_db_error
 
                 fail(str(describe_db_error(exc, state.db)), 1)
@@ -440,7 +441,7 @@ def export(
         decisions,
         export_format,
         marked_decisions,
-        training_row,
+        training_values,
         write_rows,
     )
 
@@ -454,7 +455,8 @@ def export(
         project, gone = _export_selection(conn, project, include_missing)
         found = decisions(conn, projects=project, anomalies_only=anomalies_only, relative_to=relative_to,
                           leave_out=gone, leave_out_marked=not include_marked)
-        rows = (training_row(d, as_json=kind == "jsonl") for d in found)
+        as_json = kind == "jsonl"
+        rows = (training_values(d, as_json=as_json) for d in found)
         result = write_rows(path, EXPORT_COLUMNS, rows, fmt=kind, merge=merge)
         marked = {} if include_marked else marked_decisions(conn, projects=project, anomalies_only=anomalies_only,
                                                             leave_out=gone)
@@ -475,7 +477,7 @@ def export_anomalies(
     from catalog.database import open_catalog, sqlite_path
     from catalog.export import (
         ANOMALY_COLUMNS,
-        anomaly_row,
+        anomaly_values,
         check_out,
         check_relative_to,
         decisions,
@@ -490,7 +492,7 @@ def export_anomalies(
         project, gone = _export_selection(conn, project, include_missing)
         found = decisions(conn, projects=project, anomalies_only=True, relative_to=relative_to, leave_out=gone,
                           leave_out_marked=not include_marked)
-        result = write_rows(path, ANOMALY_COLUMNS, (anomaly_row(d) for d in found))
+        result = write_rows(path, ANOMALY_COLUMNS, (anomaly_values(d) for d in found))
         marked = {} if include_marked else marked_decisions(conn, projects=project, anomalies_only=True,
                                                             leave_out=gone)
         _export_summary(conn, result, False, left_out=False, marked=marked)
@@ -522,19 +524,19 @@ def _export_summary(conn, result, merge: bool, *, left_out: bool, marked: Option
     """Per project: rows written and anomalies among them, and the groups an
     export of decisions leaves out, with why (`marked`: project -> decisions
     left out because a curator marked them wrong); then the total."""
-    from catalog.views import stats as project_stats
+    from catalog.export import left_out_groups
 
     # stderr when the rows themselves go to stdout
     err = result.path == "-"
-    counts = {r["project"]: r for r in project_stats(conn, list(result.projects))} if left_out else {}
+    counts = left_out_groups(conn, list(result.projects)) if left_out else {}
     marked = marked or {}
     for name in sorted(set(result.projects) | set(marked)):
         rows, anomalies = result.projects.get(name, (0, 0))
         line = f"{name}: {rows} rows, {anomalies} anomalies"
-        c = counts.get(name)
-        if c and (c["skipped"] or c["kept_twice"]):
-            line += (f"; left out {c['skipped']} skipped groups (no winner) and "
-                     f"{c['kept_twice']} kept twice (two or more winners)")
+        skipped, kept_twice = counts.get(name, (0, 0))
+        if skipped or kept_twice:
+            line += (f"; left out {skipped} skipped groups (no winner) and "
+                     f"{kept_twice} kept twice (two or more winners)")
         if marked.get(name):
             line += f"; left out {marked[name]} marked wrong"
         typer.echo(line, err=err)

@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+from urllib.parse import quote
 
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
-from . import dialects
 from .errors import CatalogError, UsageError
-from .schema import HEAD_REVISION
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
+
+# SQLAlchemy and Alembic (about 0.3 s of imports) are imported by the
+# functions that use them, never at import time: `catalog sql` and
+# `catalog export` read a SQLite catalogue at head through the sqlite3
+# module alone (`open_sqlite_reader`).
 
 DEFAULT_DB = "catalog.db"
 
@@ -92,6 +96,9 @@ def postgres_url(target: str) -> URL:
         raise UsageError(
             f"database URL {shown(target)}: catalog reaches PostgreSQL through psycopg 3; "
             f"write it as postgresql://{shown(target).split('://', 1)[1]}")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(target)
     except (ArgumentError, ValueError) as exc:
@@ -103,6 +110,8 @@ def postgres_url(target: str) -> URL:
 def _postgres_connect_args(url: URL, readonly: bool) -> dict:
     """Our connection parameters under the URL's own: a URL parameter wins,
     and the URL's `options` come after ours, so its `-c name=value` win."""
+    from . import dialects
+
     args = dialects.postgres_connect_args(readonly=readonly)
     for key in list(args):
         if key in url.query:
@@ -115,6 +124,11 @@ def _postgres_connect_args(url: URL, readonly: bool) -> dict:
 
 def open_engine(target: str, *, readonly: bool = False) -> Engine:
     """An engine with the catalogue's connection settings; no checks."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import dialects
+
     path = sqlite_path(target)
     if path is not None:
         if readonly:
@@ -155,7 +169,87 @@ def _check_sqlite_file(path: str, *, must_exist: bool) -> None:
         raise UsageError(f"no catalogue at {path}; run `catalog index PATH` first or pass --db")
 
 
+# ---------------------------------------------------------------- SQLite readers without SQLAlchemy
+
+# catalog/schema.py's HEAD_REVISION, written here too because schema.py
+# defines the tables with SQLAlchemy; tests/test_fast_sql.py checks that the
+# two agree. A stale value here could only send readers through open_catalog.
+SQLITE_READER_HEAD = "0005_path_digest"
+
+# The settings of a read-only SQLite engine (catalog/dialects.py:
+# BUSY_TIMEOUT_S, sqlite_readonly_creator, configure_sqlite(readonly=True),
+# _readonly_authorizer), repeated for the sqlite3 reader; the same test
+# checks that they agree, pragma by pragma and action by action.
+_BUSY_TIMEOUT_S = 120.0
+_READ_PRAGMAS = frozenset({
+    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
+    "foreign_key_list", "integrity_check", "quick_check", "database_list",
+    "compile_options", "collation_list", "function_list", "pragma_list",
+    "table_list", "foreign_key_check",
+})
+
+
+def readonly_authorizer(action, arg1, arg2, _db, _trigger):
+    """No ATTACH or DETACH, no pragma that writes, no load_extension."""
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA:
+        if arg2 is None or arg1.lower() in _READ_PRAGMAS:
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and arg2 and arg2.lower() == "load_extension":
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _sqlite_reader(path: str) -> sqlite3.Connection:
+    con = sqlite3.connect("file:" + quote(os.path.abspath(path)) + "?mode=ro", uri=True,
+                          timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
+    try:
+        con.isolation_level = None  # transactions are begun and ended by the caller
+        con.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        con.execute("PRAGMA foreign_keys = ON")
+        con.execute("PRAGMA query_only = ON")
+        con.set_authorizer(readonly_authorizer)  # last: it refuses the pragmas above
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def open_sqlite_reader(target: str) -> sqlite3.Connection:
+    """A read-only sqlite3 connection on the SQLite catalogue `target` (a
+    path or sqlite:/// URL), set up as open_catalog(write=False) sets up its
+    connections, without importing SQLAlchemy or Alembic.
+
+    Only a readable catalogue at head is opened directly; anything else (no
+    file, a folder, a corrupt or foreign file, a schema behind or newer) goes
+    through open_catalog, which upgrades it or refuses it with the message
+    every other command gives. The caller begins and ends transactions."""
+    path = sqlite_path(target)
+    assert path is not None, "not a SQLite file"
+    _check_sqlite_file(path, must_exist=True)
+    try:
+        con = _sqlite_reader(path)
+    except sqlite3.Error:
+        con = None
+    if con is not None:
+        try:
+            if con.execute("SELECT version_num FROM alembic_version").fetchall() == [(SQLITE_READER_HEAD,)]:
+                return con
+        except sqlite3.Error:
+            pass
+        con.close()
+    open_catalog(target, write=False).dispose()
+    try:
+        return _sqlite_reader(path)
+    except sqlite3.Error as exc:
+        raise describe_db_error(exc, target) from None
+
+
 def current_revision(conn: Connection) -> Optional[str]:
+    from sqlalchemy import inspect, text
+
     tables = inspect(conn).get_table_names()
     if "alembic_version" not in tables:
         if tables:
@@ -203,6 +297,9 @@ def upgrade(engine: Engine, target: str) -> tuple[Optional[str], str]:
     Upgraders queue on the schema lock and read the revision after taking
     it: of several first runs on an empty database, one creates the schema
     and the others find it done."""
+    from . import dialects
+    from .schema import HEAD_REVISION
+
     with engine.begin() as conn:
         dialects.lock_schema(conn)
         before = current_revision(conn)
@@ -231,6 +328,8 @@ def open_existing(target: str) -> Optional[Engine]:
     """A read-only engine, or None when there is no catalogue yet: no SQLite
     file, or a server database without the schema (for --dry-run, which
     must not create it)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     path = sqlite_path(target)
     if path is not None and not os.path.exists(path):
         return None
@@ -249,6 +348,10 @@ def open_existing(target: str) -> Optional[Engine]:
 def current(target: str) -> str:
     """`catalog db current`: the schema revision, read without creating,
     migrating or writing anything."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .schema import HEAD_REVISION
+
     path = sqlite_path(target)
     if path is not None:
         _check_sqlite_file(path, must_exist=True)
@@ -270,12 +373,18 @@ def current(target: str) -> str:
 
 def migrate(target: str) -> tuple[Optional[str], str]:
     """`catalog db upgrade`: create or upgrade; returns (revision before, after)."""
+    from .schema import HEAD_REVISION
+
     engine, before = _open(target, True)
     engine.dispose()
     return before, HEAD_REVISION
 
 
 def _open(target: str, write: bool, may_upgrade: bool = True) -> tuple[Engine, Optional[str]]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .schema import HEAD_REVISION
+
     path = sqlite_path(target)
     if path is not None:
         _check_sqlite_file(path, must_exist=not write)
@@ -312,6 +421,8 @@ def _open(target: str, write: bool, may_upgrade: bool = True) -> tuple[Engine, O
 
 def _check_may_write(engine: Engine, target: str) -> None:
     """Refuse a role that may only read once, up front, rather than once per project."""
+    from . import dialects
+
     with engine.connect() as conn:
         if dialects.may_write(conn):
             return

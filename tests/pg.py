@@ -239,6 +239,20 @@ class Server:
                 self.execute(statement.format(owner=OWNER[0], reader=READER[0]), db=name)
         return Database(name, self.url(name, OWNER), self.url(name, READER), self.url(name, SUPERUSER))
 
+    def copy_database(self, template: str) -> Database:
+        """A new database holding what `template` holds (tables, rows, grants,
+        collation), made by the server from the template's files: cheaper
+        than indexing again. No session may be connected to `template`."""
+        name = f"catalog_{next(self._names)}{'_icu' if template.endswith('_icu') else ''}"
+        self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                     "AND pid <> pg_backend_pid()", params=(template,))
+        self.execute(f"CREATE DATABASE {name} OWNER {OWNER[0]} TEMPLATE {template}")
+        return Database(name, self.url(name, OWNER), self.url(name, READER), self.url(name, SUPERUSER))
+
+    def drop_database(self, name: str) -> None:
+        """Drop a test's database once it is done with (ending its sessions)."""
+        self.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
     def tables(self, db: str) -> list[str]:
         return [r[0] for r in self.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1", db=db)]

@@ -14,8 +14,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import query
-from proc import CATALOG
+from conftest import is_postgres, query
+from proc import CATALOG, exists, views
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
 IS_ROOT = os.geteuid() == 0
 
@@ -91,9 +93,14 @@ def test_merge_into_a_crlf_log_keeps_crlf(indexed, run, tmp_path):
 def test_the_catalogue_or_any_database_is_never_overwritten(indexed, run, tmp_path):
     _, db, _ = indexed
     run.db = db
-    before = db.read_bytes()
-    result = run("export", db, "--force")
-    assert result.exit_code == 2 and "is the catalogue itself" in result.stderr
+
+    def contents():
+        return views(db) if is_postgres(db) else db.read_bytes()
+
+    before = contents()
+    if not is_postgres(db):  # a PostgreSQL catalogue is no file that OUT could name
+        result = run("export", db, "--force")
+        assert result.exit_code == 2 and "is the catalogue itself" in result.stderr
     other = tmp_path / "other.sqlite"
     con = sqlite3.connect(other)
     con.execute("CREATE TABLE t (x)")
@@ -102,7 +109,7 @@ def test_the_catalogue_or_any_database_is_never_overwritten(indexed, run, tmp_pa
     for cmd in ("export", "export-anomalies"):
         result = run(cmd, other, "--force")
         assert result.exit_code == 2 and "is a SQLite database" in result.stderr
-    assert db.read_bytes() == before and other.read_bytes() == other_bytes
+    assert contents() == before and other.read_bytes() == other_bytes
 
 
 def test_format_follows_the_extension_and_a_mismatch_is_refused(indexed, run, tmp_path):
@@ -123,13 +130,13 @@ def test_relative_to_a_missing_folder_is_refused(indexed, run, tmp_path):
     assert not (tmp_path / "o.csv").exists()
 
 
-def test_read_only_commands_never_create_a_catalogue(tmp_path, run):
-    run.db = tmp_path / "typo.db"
+def test_read_only_commands_never_create_a_catalogue(run):
+    # run.db: a file that does not exist, or a database without the schema
     for args in (["db", "current"], ["stats"], ["sql", "select 1"], ["views"]):
         result = run(*args)
         assert result.exit_code == 2, (args, result.output)
-        assert "no catalogue at" in result.stderr
-    assert not run.db.exists()
+        assert ("no catalogue in" if is_postgres(run.db) else "no catalogue at") in result.stderr
+    assert not exists(run.db)
 
 
 def test_export_into_a_folder_it_cannot_write_is_one_line(indexed):
@@ -141,19 +148,22 @@ def test_export_into_a_folder_it_cannot_write_is_one_line(indexed):
         os.chmod(place, 0o755)
         dbdir = place / "db"
         dbdir.mkdir()
-        shutil.copyfile(db, dbdir / "c.db")
+        target = str(db) if is_postgres(db) else str(dbdir / "c.db")  # the server's database, or a copy
+        if not is_postgres(db):
+            shutil.copyfile(db, dbdir / "c.db")
         locked = place / "locked"
         locked.mkdir(mode=0o755)
         if IS_ROOT:
             os.chown(dbdir, 65534, 65534)
-            os.chown(dbdir / "c.db", 65534, 65534)
+            if not is_postgres(db):
+                os.chown(dbdir / "c.db", 65534, 65534)
             prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         else:
             locked.chmod(0o555)
             prefix = []
         for cmd in ("export", "export-anomalies"):
             # --include-missing: the unprivileged user cannot see the sample's folders either.
-            proc = subprocess.run([*prefix, *CATALOG, "--db", str(dbdir / "c.db"), cmd, str(locked / "out.csv"),
+            proc = subprocess.run([*prefix, *CATALOG, "--db", target, cmd, str(locked / "out.csv"),
                                    "--include-missing"], capture_output=True, text=True, cwd=place)
             assert proc.returncode == 1, proc.stderr
             lines = proc.stderr.strip().splitlines()

@@ -5,9 +5,13 @@ import json
 import os
 import shutil
 
+import pytest
 from conftest import query
+from proc import exists
 
 from catalog.names import parse_name
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
 
 def groups_in(db, project):
@@ -157,7 +161,7 @@ def test_dry_run_writes_nothing(sample, run):
     result = run("index", root, "--dry-run")
     assert result.exit_code == 0, result.output
     assert "would add" in result.stdout
-    assert not run.db.exists()
+    assert not exists(run.db)
     assert run("index", root).exit_code == 0
     before = snapshot(run.db)
     (root / "sandbox" / "aiko" / "IMG_0001.png").unlink()
@@ -212,14 +216,14 @@ def test_dry_run_lists_paths_and_reports_only_what_it_computes(sample, run):
     assert run("index", root, "--list").exit_code == 2
 
 
-def test_progress_names_each_phase_with_its_total(sample, tmp_path):
+def test_progress_names_each_phase_with_its_total(sample, backend):
     """The library reports phase, done and total; the CLI shows them as a bar."""
     from catalog.database import open_catalog
     from catalog.index import index_project
     from catalog.projects import find_projects
 
     root, expected = sample
-    engine = open_catalog(str(tmp_path / "p.db"), write=True)
+    engine = open_catalog(str(backend.new("p")), write=True)
     aiko = next(p for p in find_projects(root) if p.name == "aiko")
     seen: list[tuple] = []
     index_project(engine, aiko, progress=lambda phase, done, total: seen.append((phase, done, total)))
@@ -235,7 +239,7 @@ def test_progress_names_each_phase_with_its_total(sample, tmp_path):
     engine.dispose()
 
 
-def test_a_terminal_sees_the_progress_bar(sample, tmp_path):
+def test_a_terminal_sees_the_progress_bar(sample, backend):
     """On a real (pseudo-)terminal `catalog index` draws project i/n and the phase."""
     import pty
     import subprocess
@@ -244,7 +248,7 @@ def test_a_terminal_sees_the_progress_bar(sample, tmp_path):
 
     root, _ = sample
     primary, secondary = pty.openpty()
-    proc = subprocess.Popen([*CATALOG, "--db", str(tmp_path / "t.db"), "index", str(root)],
+    proc = subprocess.Popen([*CATALOG, "--db", str(backend.new("t")), "index", str(root)],
                             stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True,
                             env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})
     os.close(secondary)

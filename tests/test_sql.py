@@ -5,14 +5,20 @@ import io
 import json
 
 import pytest
-from conftest import query
+from conftest import is_postgres, query
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
 TABLES = ["projects", "images", "image_groups", "group_members", "matches", "scans"]
 
+PG_SCHEMA = """SELECT c.relname, c.relkind, c.relacl::text, CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' ORDER BY 1"""
+
 
 def fingerprint(db):
-    return {t: query(db, f"SELECT * FROM {t} ORDER BY 1") for t in TABLES} | {
-        "schema": query(db, "SELECT type, name, sql FROM sqlite_master ORDER BY name")}
+    schema = PG_SCHEMA if is_postgres(db) else "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+    return {t: query(db, f"SELECT * FROM {t} ORDER BY 1") for t in TABLES} | {"schema": query(db, schema)}
 
 
 def test_count_anomalies_equals_what_the_sample_was_written_with(indexed, run):
@@ -46,7 +52,8 @@ def test_bad_query_prints_the_database_message(indexed, run):
     _, run.db, _ = indexed
     result = run("sql", "SELECT nope FROM anomalies")
     assert result.exit_code == 1
-    assert "no such column: nope" in result.stderr and "Traceback" not in result.output
+    said = 'column "nope" does not exist' if is_postgres(run.db) else "no such column: nope"
+    assert said in result.stderr and "Traceback" not in result.output
 
 
 WRITES = [
@@ -91,6 +98,7 @@ def test_write_attempt_says_read_only(indexed, run):
     assert result.exit_code == 1 and "read-only" in result.stderr
 
 
+@pytest.mark.sqlite_only("PRAGMA is SQLite's own statement")
 def test_reading_pragmas_still_work(indexed, run):
     _, run.db, _ = indexed
     result = run("sql", "PRAGMA table_info(images)", "-f", "json")
@@ -110,6 +118,8 @@ def test_timeout_stops_an_endless_query(indexed, run):
     assert fingerprint(run.db) == before
 
 
+@pytest.mark.sqlite_only("the query_running point is in SQLite's progress handler; Ctrl-C on the server "
+                         "is tests/test_postgres_sql.py's")
 def test_ctrl_c_stops_a_query_running_inside_sqlite(indexed):
     """A real SIGINT, sent by the process to itself once the statement is
     running in SQLite's C code (where Python's own handler never gets a turn)."""

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 from conftest import query
+
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
 
 
 def test_stats_per_project_and_total(indexed, run):

@@ -3,6 +3,8 @@
 import pytest
 from conftest import query
 
+pytestmark = pytest.mark.usefixtures("backend")  # SQLite and PostgreSQL
+
 VIEWS = ["groups", "winners", "losers", "decisions", "anomalies", "skipped_groups", "orphans"]
 
 
