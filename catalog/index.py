@@ -255,11 +255,18 @@ def sync_or_fail(engine: Optional[Engine], project: Project, *, dry_run: bool = 
 
 
 def vanished(engine: Optional[Engine], indexed: Sequence[str]) -> list[Project]:
-    """Catalogued projects, other than `indexed`, whose sandbox folder is gone."""
+    """Catalogued projects, other than `indexed`, whose sandbox folder is gone.
+
+    A courtesy after the syncs: when the database cannot be read now (a
+    server that went away, which every failed project already reported),
+    there is nothing to add, and the run's totals must still be printed."""
     if engine is None:
         return []
-    with engine.connect() as conn:
-        return [p for p in missing_projects(conn) if p.name not in set(indexed)]
+    try:
+        with engine.connect() as conn:
+            return [p for p in missing_projects(conn) if p.name not in set(indexed)]
+    except SQLAlchemyError:
+        return []
 
 
 @dataclass
