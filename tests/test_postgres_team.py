@@ -13,7 +13,7 @@ always ends where a sequential, uninterrupted run of the same indexes ends.
   next run converges to the uninterrupted result. An indexer killed while
   the others wait for it holds nobody up.
 - The server restarts while an indexer stands at a named point
-  (tests/pgteam_pause.py): the command prints one error line, no traceback,
+  (CATALOG_CRASH_WITH=pause): the command prints one error line, no traceback,
   and the next run converges.
 
 Waits are for events (a line from a process, a session's state on the
@@ -40,13 +40,12 @@ import pytest
 from conftest import Run
 from pg import READER as READER_ROLE
 from pg import Database, Server, state, wait_for
-from proc import CATALOG, VIEW_COLUMNS, catalog, crash_env, crash_lines
+from proc import CATALOG, VIEW_COLUMNS, catalog, crash_env, crash_lines, with_env
 from trees import Clock, Workspace, build_project
 
 pytest_plugins = ["conftest_pg"]
 
 HERE = Path(__file__).resolve().parent
-PAUSE = HERE / "pgteam_pause.py"
 READER = HERE / "pgteam_reader.py"
 
 # Tree (a workspace root) -> its projects. "shared" is indexed by two machines at once.
@@ -197,15 +196,16 @@ def lines_of(stream) -> queue.Queue:
 def paused(db: Database, point: str, nth: int, *args) -> tuple[subprocess.Popen, queue.Queue]:
     """`catalog index ARGS` that stops the nth time it reaches `point`, and
     its stderr lines; returns once it stands there."""
-    proc = subprocess.Popen([sys.executable, str(PAUSE), f"{point}:{nth}", "--db", db.owner, "index", *map(str, args)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*CATALOG, "--db", db.owner, "index", *map(str, args)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=with_env(CATALOG_CRASH_AT=f"{point}:{nth}", CATALOG_CRASH_WITH="pause"))
     assert proc.stderr is not None
     err = lines_of(proc.stderr)
     try:
         line = err.get(timeout=LIMIT_S)
     except queue.Empty:
         line = "(nothing)"
-    if line != f"catalog: paused at {point}\n":
+    if line != f"catalog: crash point {point} reached\n":
         proc.kill()
         out, _ = proc.communicate()
         pytest.fail(f"the indexer did not reach {point}:{nth}: {line!r} {out!r}")
@@ -380,4 +380,54 @@ def test_a_server_restart_mid_sync_is_one_error_line_and_converges(pg, team):
         for name in ORDER:
             assert now[name] == (before if name == victim else after)[name], (point, name)
     index_in_process(db, *roots)
+    assert_same(pg, db, reference)
+
+
+def test_a_server_gone_for_good_is_one_line_per_project_and_the_totals(pg, team):
+    """The server stops after the first project committed and stays down:
+    each project left is one error line, the totals line still comes, and
+    nothing else is printed."""
+    db = pg.new_database()
+    roots = [team / name for name in ORDER]
+    proc, err = paused(db, "committed", 1, *roots)
+    try:
+        pg.halt()
+        assert proc.stdin is not None
+        proc.stdin.write("go on\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=LIMIT_S) == 1
+        lines = rest(err)
+        assert proc.stdout is not None
+        out = proc.stdout.read().splitlines()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        pg.resume()
+    assert [line.split(":")[:3] for line in lines] == [["catalog", " error", f" {name}"] for name in ORDER[1:]], lines
+    assert all("PostgreSQL" in line for line in lines), lines  # says what failed, no driver noise
+    assert out[-1] == f"1 project indexed, {len(ORDER) - 1} failed", out
+
+
+def test_a_server_restart_between_projects_fails_nothing(pg, team):
+    """The server restarts after the first project committed: the next
+    projects open a new connection (the pooled one died with the server)
+    and are synced; nothing fails."""
+    db, reference = pg.new_database(), pg.new_database()
+    roots = [team / name for name in ORDER]
+    proc, err = paused(db, "committed", 1, *roots)
+    try:
+        pg.halt()
+        pg.resume()
+        assert proc.stdin is not None
+        proc.stdin.write("go on\n")
+        proc.stdin.close()
+        code = proc.wait(timeout=LIMIT_S)
+        lines = rest(err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (code, lines) == (0, [])
+    index_in_process(reference, *roots)
     assert_same(pg, db, reference)
