@@ -44,10 +44,12 @@ postgresql:
 	  else echo "the PostgreSQL tests need PostgreSQL 14+: run 'sudo apt-get install postgresql'" >&2; exit 1; fi; fi
 
 ## Lint, type-check, then run the whole test suite.
+# In parallel (pytest-xdist): one worker per core, each with its own PostgreSQL
+# server; the crash tests of one backend stay together in one worker (loadgroup).
 test: $(STAMP) $(CHROMIUM) postgresql
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 ## Benchmark against the physical floor (see bench/README section in README.md).
 bench: $(STAMP)

@@ -1,5 +1,7 @@
 """Fixtures over the real PostgreSQL server of tests/pg.py, for the
-test_postgres*.py modules (which load this file with `pytest_plugins`).
+test_postgres*.py modules and for the `backend` fixture of tests/conftest.py
+(both load this file with `pytest_plugins`). The server starts only when a
+test needs it; under pytest-xdist each worker starts its own.
 
 - `pg`: the server, started once per session and stopped at its end;
 - `pg_db`: a fresh, empty catalogue database prepared as the README says;

@@ -1,4 +1,5 @@
-"""Concurrent use: readers during an index, and two indexers at once."""
+"""Concurrent use: readers during an index, and two indexers at once; on
+SQLite (WAL, the file's write lock) and on PostgreSQL (snapshots, the sync lock)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ def big(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_readers_see_each_project_before_or_after_its_sync(big, tmp_path):
+def test_readers_see_each_project_before_or_after_its_sync(big, backend):
     ws, expected = big
-    db = tmp_path / "c.db"
+    db = backend.new()
     assert catalog(db, "db", "upgrade").returncode == 0
     full = {n: (p.sandbox_images + p.final_images, len(p.groups)) for n, p in expected.projects.items()}
     writer = start(db, "index", ws)
@@ -47,11 +48,11 @@ def test_readers_see_each_project_before_or_after_its_sync(big, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_indexers_at_once(big, tmp_path):
+def test_two_indexers_at_once(big, backend):
     ws, _ = big
-    reference = tmp_path / "ref.db"
+    reference = backend.new("ref")
     assert catalog(reference, "index", ws).returncode == 0
-    db = tmp_path / "c.db"
+    db = backend.new()
     first = start(db, "index", ws)
     wait_until_writing(db, first)  # the second starts while the first holds the lock (or has finished)
     second = start(db, "index", ws)

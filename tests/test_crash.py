@@ -4,6 +4,9 @@ synced, and the next run ends exactly where an uninterrupted one does.
 `catalog export` killed between writing its temporary file and the rename
 leaves the previous file byte for byte.
 
+Every case runs on SQLite and on PostgreSQL (a catalogue database with an
+ICU en-US collation; copies of it are made by the server from a template).
+
 The processes stop themselves at a named crash point (CATALOG_CRASH_AT, see
 catalog/faults.py) and say so on stderr, so every case hits the phase it
 names on any machine, however loaded: no sleeps, no timing, no polling.
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import BACKENDS
 from proc import (
     VIEW_COLUMNS,
     catalog,
@@ -42,20 +46,34 @@ SYNC_POINTS = (*IN_TRANSACTION, "committed")
 ALL_POINTS = (*SYNC_POINTS, "export_written")
 
 
+def on_one_worker(backend: str):
+    """With pytest-xdist (make test), every test of one backend's world runs
+    in one worker: `index_kills` runs them all there, ahead, on every core."""
+    return pytest.mark.xdist_group(f"crash-{backend}")
+
+
 def index_cases() -> list:
-    """Every sync point in the 1st and the 2nd project of a fresh and of an
-    incremental index, and a few in the 3rd (the last): 2 * 6 * 2 + 3 = 27 kills."""
+    """SQLite: every sync point in the 1st and the 2nd project of a fresh and
+    of an incremental index, and a few in the 3rd (the last): 2 * 6 * 2 + 3
+    = 27 kills. PostgreSQL, whose rollback of a dropped connection does not
+    depend on where the project is: every point once in a fresh index (1st
+    project) and once in an incremental one (2nd), and two in the 3rd: 14."""
     third = {("fresh", "committed"), ("incremental", "images_written"), ("incremental", "before_commit")}
+    on_postgres = ({("fresh", point, 1) for point in SYNC_POINTS} | {("incremental", point, 2) for point in SYNC_POINTS}
+                   | {("fresh", "committed", 3), ("incremental", "before_commit", 3)})
     cases = []
-    for kind in ("fresh", "incremental"):
-        for point in SYNC_POINTS:
-            for nth in (1, 2, 3) if (kind, point) in third else (1, 2):
-                cases.append(pytest.param(kind, point, nth, id=f"{kind}-{point}:{nth}"))
+    for backend in BACKENDS:
+        for kind in ("fresh", "incremental"):
+            for point in SYNC_POINTS:
+                for nth in (1, 2, 3) if (kind, point) in third else (1, 2):
+                    if backend == "sqlite" or (kind, point, nth) in on_postgres:
+                        cases.append(pytest.param(backend, kind, point, nth, id=f"{backend}-{kind}-{point}:{nth}",
+                                                  marks=on_one_worker(backend)))
     return cases
 
 
 INDEX_CASES = index_cases()
-assert len(INDEX_CASES) >= 24  # kills of `catalog index`, one per case
+assert len(INDEX_CASES) >= 24 + 12  # kills of `catalog index`, one per case
 
 
 @dataclass(frozen=True)
@@ -87,30 +105,81 @@ class Catalogue:
 @dataclass(frozen=True)
 class Kind:
     target: Path  # what the run indexes
-    start: Path  # the catalogue file it starts from
+    start: Path | str  # the catalogue it starts from (a file, or a database's URL)
     before: Catalogue  # ... and what that holds
     after: Catalogue  # what an uninterrupted run leaves
     after_views: dict  # every view after an uninterrupted run
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    base = tmp_path_factory.mktemp("crash")
+# Groups of the sample each backend's cases index. The points are named, so
+# where a run stops does not depend on the size; PostgreSQL's syncs cost
+# more on this suite's busy machines, and its cases get a smaller tree.
+GROUPS = {"sqlite": 900, "postgresql": 300}
+
+
+def trees(base: Path, groups: int) -> tuple[Path, Path]:
+    """The sample, and a copy changed in every project."""
     ws = base / "ws"
-    write_sample(ws, groups=900, seed=11)
+    write_sample(ws, groups=groups, seed=11)
     ws2 = base / "ws2"
     shutil.copytree(ws, ws2)
     mutate(ws2)
-    before = base / "before.db"
+    return ws, ws2
+
+
+class Copier:
+    """New catalogues holding what a given one holds: file copies on SQLite,
+    databases made from a template on PostgreSQL."""
+
+    def __init__(self, pg=None):
+        self.pg = pg
+
+    def new(self, folder: Path, name: str):
+        if self.pg is None:
+            return folder / f"{name}.db"
+        return self.pg.new_database(icu=True).owner
+
+    def copy(self, source, folder: Path):
+        if self.pg is None:
+            db = folder / "c.db"
+            shutil.copyfile(source, db)
+            return db
+        return self.pg.copy_database(source.rsplit("/", 1)[1]).owner
+
+
+# Every test takes the backend as a plain parameter and its world from one
+# module-scoped fixture per backend: built once each, whatever the order.
+ON_BOTH = [pytest.param(b, marks=on_one_worker(b)) for b in BACKENDS]
+
+
+@pytest.fixture
+def world(request, backend_name):
+    return request.getfixturevalue(f"world_{backend_name}")
+
+
+@pytest.fixture(scope="module")
+def world_sqlite(request, tmp_path_factory):
+    yield from make_world(request, tmp_path_factory, "sqlite")
+
+
+@pytest.fixture(scope="module")
+def world_postgresql(request, tmp_path_factory):
+    yield from make_world(request, tmp_path_factory, "postgresql")
+
+
+def make_world(request, tmp_path_factory, backend_name: str):
+    base = tmp_path_factory.mktemp(f"crash-{backend_name}")
+    ws, ws2 = trees(base, GROUPS[backend_name])
+    copier = Copier(request.getfixturevalue("pg") if backend_name == "postgresql" else None)
+    before = copier.new(base, "before")
     result = catalog(before, "index", ws)
     assert result.returncode == 0, result.stderr
-    after = base / "after.db"
-    shutil.copyfile(before, after)
+    after = copier.copy(before, base)
     result = catalog(after, "index", ws2)
     assert result.returncode == 0, result.stderr
     # A fresh index starts from a catalogue with the schema and no project:
     # the schema is made before any project sync, and copying it is cheaper.
-    empty = base / "empty.db"
+    empty = copier.new(base, "empty")
     result = catalog(empty, "db", "upgrade")
     assert result.returncode == 0, result.stderr
 
@@ -118,24 +187,26 @@ def world(tmp_path_factory):
     order = sorted(d.name for d in (ws / "sandbox").iterdir() if d.is_dir())
     cat_empty, cat_before, cat_after = (Catalogue.of(db, order) for db in (empty, before, after))
     assert cat_empty.projects == {}
-    for db in (empty, before, after):  # each file is whole: copying it copies the catalogue
-        assert not Path(f"{db}-wal").exists(), db
+    if copier.pg is None:
+        for db in (empty, before, after):  # each file is whole: copying it copies the catalogue
+            assert not Path(f"{db}-wal").exists(), db
     assert sorted(cat_before.images) == sorted(order)
     for name in order:  # every project changes, so every sync passes every point
         assert cat_before.images[name] != cat_after.images[name], name
-    return {
+    yield {
+        "backend": backend_name,
+        "copier": copier,
         "order": order,
         "before": before,
         "after": after,
         "fresh": Kind(ws, empty, cat_empty, cat_before, views(before)),
         "incremental": Kind(ws2, before, cat_before, cat_after, views(after)),
     }
+    # The server's databases go with the server's folder at the session's end.
 
 
-def start_db(kind: Kind, tmp_path: Path) -> Path:
-    db = tmp_path / "c.db"
-    shutil.copyfile(kind.start, db)
-    return db
+def start_db(world: dict, kind: Kind, tmp_path: Path):
+    return world["copier"].copy(kind.start, tmp_path)
 
 
 def assert_stopped_at(result, point: str, nth: int, returncode: int) -> list[str]:
@@ -172,7 +243,7 @@ class KillOutcome:
 def kill_and_rerun(world: dict, kind_name: str, point: str, nth: int, folder: Path) -> KillOutcome:
     kind = world[kind_name]
     folder.mkdir()
-    db = start_db(kind, folder)
+    db = start_db(world, kind, folder)
     killed = catalog(db, "index", kind.target, env=crash_env(point, nth, "kill"))
     ok, left = integrity(db), Catalogue.of(db, world["order"])
     rerun = catalog(db, "index", kind.target)
@@ -180,34 +251,44 @@ def kill_and_rerun(world: dict, kind_name: str, point: str, nth: int, folder: Pa
 
 
 @pytest.fixture(scope="module")
-def index_kills(world, request, tmp_path_factory):
-    """The selected cases of test_sigkill_during_index, run ahead on every
-    core. Each process stops itself at its named point, so running them side
-    by side (or on a loaded machine) cannot change where they stop; it only
-    makes the module quicker. Each test then checks its own outcome."""
-    base = tmp_path_factory.mktemp("kills")
-    cases = [item.callspec.params for item in request.session.items
-             if getattr(item, "originalname", None) == "test_sigkill_during_index"]
+def index_kills(request, tmp_path_factory):
+    """The selected cases of test_sigkill_during_index of a backend, run
+    ahead on every core when its first case runs. Each process stops itself
+    at its named point, so running them side by side (or on a loaded
+    machine) cannot change where they stop; it only makes the module
+    quicker. Each test then checks its own outcome."""
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+    submitted: dict[str, dict] = {}
+
+    def outcome(world: dict, kind_name: str, point: str, nth: int) -> KillOutcome:
+        backend_name = world["backend"]
+        if backend_name not in submitted:
+            base = tmp_path_factory.mktemp(f"kills-{backend_name}")
+            cases = [item.callspec.params for item in request.session.items
+                     if getattr(item, "originalname", None) == "test_sigkill_during_index"
+                     and item.callspec.params["backend_name"] == backend_name]
+            submitted[backend_name] = {
+                (c["kind_name"], c["point"], c["nth"]): pool.submit(
+                    kill_and_rerun, world, c["kind_name"], c["point"], c["nth"],
+                    base / f"{c['kind_name']}-{c['point']}-{c['nth']}")
+                for c in cases
+            }
+        return submitted[backend_name][kind_name, point, nth].result()
+
     try:
-        yield {
-            (c["kind_name"], c["point"], c["nth"]): pool.submit(
-                kill_and_rerun, world, c["kind_name"], c["point"], c["nth"],
-                base / f"{c['kind_name']}-{c['point']}-{c['nth']}")
-            for c in cases
-        }
+        yield outcome
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind_name, point, nth", INDEX_CASES)
+@pytest.mark.parametrize("backend_name, kind_name, point, nth", INDEX_CASES)
 def test_sigkill_during_index(world, index_kills, kind_name, point, nth):
     """A kill at a point inside a project's transaction leaves that project as
     it was (absent, for a fresh index); at `committed`, fully synced. The next
     run ends where an uninterrupted run does."""
     kind = world[kind_name]
-    outcome = index_kills[kind_name, point, nth].result()
+    outcome = index_kills(world, kind_name, point, nth)
     assert assert_stopped_at(outcome.killed, point, nth, -signal.SIGKILL) == []  # killed right there
     assert outcome.integrity == "ok"
     assert_each_project(outcome.left, world, kind, nth, synced_too=point == "committed")
@@ -219,13 +300,14 @@ def test_sigkill_during_index(world, index_kills, kind_name, point, nth):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ON_BOTH)
 @pytest.mark.parametrize("point, nth", [("sync_started", 1), ("images_written", 2), ("groups_written", 2),
                                         ("matches_written", 2), ("before_commit", 3), ("committed", 2)])
 def test_ctrl_c_leaves_the_project_as_it_was(world, tmp_path, point, nth):
     """Ctrl-C (KeyboardInterrupt at the point) inside a project's transaction
     rolls that project back; the CLI says so in one line, without a traceback."""
     kind = world["incremental"]
-    db = start_db(kind, tmp_path)
+    db = start_db(world, kind, tmp_path)
     result = catalog(db, "index", kind.target, env=crash_env(point, nth, "interrupt"))
     rest = assert_stopped_at(result, point, nth, 130)
     assert "Traceback" not in result.stderr
@@ -235,12 +317,12 @@ def test_ctrl_c_leaves_the_project_as_it_was(world, tmp_path, point, nth):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ON_BOTH)
 @pytest.mark.parametrize("args", [["export"], ["export", "--merge"], ["export-anomalies"]],
                          ids=["export", "merge", "anomalies"])
 def test_sigkill_during_export_keeps_the_previous_file(world, tmp_path, args):
     """Killed with its temporary file complete and the rename next: OUT is untouched."""
-    db = tmp_path / "c.db"
-    shutil.copyfile(world["after"], db)
+    db = world["copier"].copy(world["after"], tmp_path)
     out = tmp_path / "out.csv"
     header = "session_id,set_id,chosen_path,neg_paths,timestamp\n" if args != ["export-anomalies"] else ""
     previous = (header + 'old_extraction,group_1,/x/a.png,"[""/x/b.png""]",2025-01-01T00:00:00Z\n').encode()
@@ -264,11 +346,11 @@ def test_sigkill_during_export_keeps_the_previous_file(world, tmp_path, args):
     assert out.read_bytes() == written  # the killed run had written the whole file
 
 
+@pytest.mark.parametrize("backend_name", ON_BOTH)
 @pytest.mark.parametrize("command", ["index", "export"])
 def test_unknown_crash_point_is_a_one_line_error(world, tmp_path, command):
     """faults.py checks the variable when the command loads it, before any work."""
-    db = tmp_path / "c.db"
-    shutil.copyfile(world["before"], db)
+    db = world["copier"].copy(world["before"], tmp_path)
     args = ["index", world["incremental"].target] if command == "index" else ["export", "-"]
     result = catalog(db, *args, env=with_env(CATALOG_CRASH_AT="nowhere"))
     assert result.returncode == 1, result.stderr

@@ -16,6 +16,10 @@ numbered differently from a fresh index. Set ids are compared with the
 suffix stripped; a group whose base `group_YYYYMMDD_HHMMSS` occurs once in
 its project must carry exactly the fresh set id, unless it is a group that
 kept its members (and so its set id) from the step before.
+
+Everything runs on SQLite and on PostgreSQL (a database per catalogue, half
+of the tests under an ICU en-US collation); the state machine runs fewer
+examples on PostgreSQL, where every fresh index needs a new database.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Optional
 
 import pytest
 import typer.testing
-from conftest import Run, app
+from conftest import Backend, Run, app, database_name
 from hypothesis import HealthCheck, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -45,42 +49,60 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from proc import VIEW_COLUMNS, images_of
+from proc import VIEW_COLUMNS, Connection, images_of
+from proc import rows as rows_of_target
 from trees import SHAPES, Workspace, build_project, pixel_size, touch, write
 
 from catalog.sample import jpeg_bytes, png_bytes
 
-MIN_STEPS = 200
-EXAMPLES_RUN, STEPS_PER_EXAMPLE = 12, 19  # at most 228 mutation steps: hypothesis cuts a few sequences short
+# backend -> (examples, steps per example, fewest mutation steps that must run):
+# at most 228 mutation steps on SQLite, 57 on PostgreSQL (hypothesis cuts a few sequences short).
+BUDGET = {"sqlite": (12, 19, 200), "postgresql": (3, 19, 48)}
 
 # ---------------------------------------------------------------- catalogue reading
 
 
-def cli(db: Path, *args):
+def cli(db, *args):
     return Run(db)(*args)
 
 
-def ok(db: Path, *args):
+def ok(db, *args):
     result = cli(db, *args)
     assert result.exit_code == 0, f"catalog {' '.join(map(str, args))} exited {result.exit_code}: {result.output}"
     return result
 
 
-def fresh_copy(template: Path, target: Path) -> Path:
-    """A new, empty, migrated catalogue: a copy of `template`."""
-    shutil.copyfile(template, target)
-    return target
+class Catalogues:
+    """New catalogues of one backend. `fresh` is empty and migrated: a copy
+    of the template file on SQLite, a database made from the template
+    database on PostgreSQL; `discard` removes one."""
+
+    def __init__(self, backend: Backend, template):
+        self.backend, self.template = backend, template
+
+    def empty(self, folder: Path, name: str):
+        return self.backend.new() if self.backend.postgres else folder / f"{name}.db"
+
+    def fresh(self, folder: Path, name: str):
+        if self.backend.pg is None:
+            target = folder / f"{name}.db"
+            shutil.copyfile(self.template, target)
+            return target
+        return self.backend.pg.copy_database(database_name(self.template)).owner
+
+    def discard(self, target) -> None:
+        if self.backend.pg is None:
+            for old in Path(target).parent.glob(f"{Path(target).name}*"):
+                old.unlink()
+        else:
+            self.backend.pg.drop_database(database_name(target))
 
 
-def rows(db: Path, sql: str, *params) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
+def rows(db, sql: str, *params) -> list[tuple]:
+    return rows_of_target(db, sql, *params)
 
 
-def project_dirs(db: Path) -> dict[str, str]:
+def project_dirs(db) -> dict[str, str]:
     return dict(rows(db, "SELECT name, sandbox_dir FROM projects"))
 
 
@@ -106,13 +128,13 @@ def diff(inc, fresh, limit: int = 8) -> str:
     return "\n".join(lines) or "(same rows, different order)"
 
 
-def ghost_groups(con: sqlite3.Connection, projects: set[str]) -> list[tuple]:
+def ghost_groups(con: Connection, projects: set[str]) -> list[tuple]:
     found = con.execute("""SELECT p.name, g.set_id, g.stages FROM image_groups g JOIN projects p ON p.id = g.project_id
                            WHERE NOT EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = g.id)""")
     return sorted(r for r in found if r[0] in projects)
 
 
-def groups_of(con: sqlite3.Connection, projects: set[str]) -> dict[tuple, tuple]:
+def groups_of(con: Connection, projects: set[str]) -> dict[tuple, tuple]:
     """(project, member rel_paths in position order) -> (set_id, dir, size,
     stages, max_stage, first_timestamp, last_timestamp, winner_count, chosen
     image rel_path, chosen_stage)."""
@@ -135,7 +157,7 @@ def normalised_groups(groups: dict[tuple, tuple]) -> list[tuple]:
     return sorted(((project, base_of(f[0]), *f[1:], m) for (project, m), f in groups.items()), key=repr)
 
 
-def matches_of(con: sqlite3.Connection, projects: set[str]) -> list[tuple]:
+def matches_of(con: Connection, projects: set[str]) -> list[tuple]:
     found = con.execute("""SELECT p.name, f.rel_path, s.rel_path, m.match, m.problem, m.cropped
                            FROM matches m JOIN images f ON f.id = m.final_image_id
                            JOIN projects p ON p.id = f.project_id
@@ -143,7 +165,7 @@ def matches_of(con: sqlite3.Connection, projects: set[str]) -> list[tuple]:
     return sorted((r for r in found if r[0] in projects), key=repr)
 
 
-def views_of(con: sqlite3.Connection, projects: set[str]) -> dict[str, list]:
+def views_of(con: Connection, projects: set[str]) -> dict[str, list]:
     """Every view of tests/proc.py (ids left out), set ids without suffix."""
     out = {}
     for view, cols in VIEW_COLUMNS.items():
@@ -160,21 +182,18 @@ def views_of(con: sqlite3.Connection, projects: set[str]) -> dict[str, list]:
     return out
 
 
-def snapshot(db: Path, projects: set[str]) -> dict:
+def snapshot(db, projects: set[str]) -> dict:
     """Everything compared of a catalogue, restricted to `projects`."""
-    con = sqlite3.connect(db)
-    try:
+    with Connection(db) as con:
         return {
             "ghosts": ghost_groups(con, projects),
             "groups": groups_of(con, projects),
             "matches": matches_of(con, projects),
             "views": views_of(con, projects),
         }
-    finally:
-        con.close()
 
 
-def export_of(db: Path, out: Path) -> tuple[list[str], list[list[str]]]:
+def export_of(db, out: Path) -> tuple[list[str], list[list[str]]]:
     ok(db, "export", out, "--force")
     with open(out, newline="", encoding="utf-8") as f:
         table = list(csv.reader(f))
@@ -192,13 +211,13 @@ def by_project(header: list[str], body: list[list[str]], projects: set[str]) -> 
     return sorted(out)
 
 
-def stats_of(db: Path, projects: set[str]) -> dict[str, dict]:
+def stats_of(db, projects: set[str]) -> dict[str, dict]:
     found = json.loads(ok(db, "stats", "-f", "json").stdout)
     return {r["project"]: {k: v for k, v in r.items() if k != "last_indexed"}
             for r in found if r["project"] != "TOTAL" and r["project"] in projects}
 
 
-def assert_same_catalogue(inc: Path, fresh: Path, work: Path, previous=None) -> dict[tuple, str]:
+def assert_same_catalogue(inc, fresh, work: Path, previous=None) -> dict[tuple, str]:
     """INC (re-indexed) equals FRESH (indexed once) on every live project
     (catalogued, and its sandbox folder still there).
 
@@ -276,23 +295,37 @@ def one_click_command():
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    """An empty catalogue at the newest schema, copied for every fresh index."""
-    db = tmp_path_factory.mktemp("template") / "template.db"
-    ok(db, "db", "upgrade")
-    empty = db.with_name("empty.db")
-    src, dst = sqlite3.connect(db), sqlite3.connect(empty)
-    try:
-        src.backup(dst)
-        dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, to copy as it is
-    finally:
-        src.close()
-        dst.close()
-    return empty
+def templates() -> dict:
+    return {}
 
 
-def fresh_index(template: Path, target: Path, *roots: Path) -> Path:
-    fresh_copy(template, target)
+@pytest.fixture
+def catalogues(backend, templates, tmp_path_factory) -> Catalogues:
+    """New catalogues of the test's backend; the template, an empty
+    catalogue at the newest schema copied for every fresh index, is made
+    once per backend."""
+    if backend.name not in templates:
+        if backend.postgres:
+            db = backend.pg.new_database(icu=backend.icu)
+            ok(db.owner, "db", "upgrade")
+            templates[backend.name] = db.owner
+        else:
+            db = tmp_path_factory.mktemp("template") / "template.db"
+            ok(db, "db", "upgrade")
+            empty = db.with_name("empty.db")
+            src, dst = sqlite3.connect(db), sqlite3.connect(empty)
+            try:
+                src.backup(dst)
+                dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, to copy as it is
+            finally:
+                src.close()
+                dst.close()
+            templates[backend.name] = empty
+    return Catalogues(backend, templates[backend.name])
+
+
+def fresh_index(catalogues: Catalogues, folder: Path, *roots: Path):
+    target = catalogues.fresh(folder, "fresh")
     ok(target, "index", *roots)
     return target
 
@@ -320,9 +353,9 @@ class ReindexMachine(RuleBasedStateMachine):
     `random.Random(seed)`; what a step did is printed with the failing steps.
     """
 
-    def __init__(self, base: Path, template: Path):
+    def __init__(self, base: Path, catalogues: Catalogues):
         super().__init__()
-        self.base, self.template = base, template
+        self.base, self.catalogues = base, catalogues
         self.ready = False
 
     # ------------------------------------------------------------ helpers
@@ -413,7 +446,8 @@ class ReindexMachine(RuleBasedStateMachine):
         self.ws = Workspace(self.roots)
         self.dbs = self.dir / "db"
         self.dbs.mkdir(parents=True)
-        self.inc = self.dbs / "inc.db"
+        self.inc = self.catalogues.empty(self.dbs, "inc")
+        self.fresh = None
         self.previous = None
         self.steps = 0
         self.stash: list[tuple[str, str, bytes, int]] = []
@@ -712,41 +746,41 @@ class ReindexMachine(RuleBasedStateMachine):
         roots = [str(r) for r in self.roots]
         result = cli(self.inc, "index", *roots)
         assert result.exit_code == 0, f"re-index exited {result.exit_code}: {result.output}"
-        fresh = self.dbs / f"fresh-{self.steps}.db"
-        fresh_copy(self.template, fresh)
+        if self.fresh is not None:
+            self.catalogues.discard(self.fresh)
+        fresh = self.fresh = self.catalogues.fresh(self.dbs, f"fresh-{self.steps}")
         result = cli(fresh, "index", *roots)
         assert result.exit_code == 0, f"fresh index exited {result.exit_code}: {result.output}"
         self.previous = assert_same_catalogue(self.inc, fresh, self.dbs, self.previous)
-        for old in self.dbs.glob(f"fresh-{self.steps - 1}.db*"):
-            old.unlink()
 
 
-def test_reindex_equals_fresh_index_after_any_changes(tmp_path_factory, template):
+def test_reindex_equals_fresh_index_after_any_changes(tmp_path_factory, backend, catalogues):
+    examples, steps_per_example, min_steps = BUDGET[backend.name]
     base = tmp_path_factory.mktemp("machine")
     STEPS.clear()
     run_state_machine_as_test(
-        lambda: ReindexMachine(base, template),
+        lambda: ReindexMachine(base, catalogues),
         settings=settings(
             derandomize=True,
             database=None,
             deadline=None,
-            max_examples=EXAMPLES_RUN,
-            stateful_step_count=STEPS_PER_EXAMPLE + 1,  # the initialize rule counts as a step
+            max_examples=examples,
+            stateful_step_count=steps_per_example + 1,  # the initialize rule counts as a step
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
         ),
     )
-    assert len(STEPS) >= MIN_STEPS, f"only {len(STEPS)} mutation steps ran: {Counter(STEPS)}"
+    assert len(STEPS) >= min_steps, f"only {len(STEPS)} mutation steps ran: {Counter(STEPS)}"
 
 
 # ---------------------------------------------------------------- named cases
 
 
-def one_project(tmp_path: Path, folders=("",)) -> tuple[Workspace, Path]:
+def one_project(tmp_path: Path, catalogues: Catalogues, folders=("",)):
     ws = Workspace([tmp_path / "WS"])
     ws.add_project("aiko")
     for folder in folders:
         (ws.sandbox("aiko") / folder).mkdir(parents=True, exist_ok=True)
-    return ws, tmp_path / "inc.db"
+    return ws, catalogues.empty(tmp_path, "inc")
 
 
 def stage_run(ws: Workspace, folder: str, start: datetime, stages) -> list[str]:
@@ -760,8 +794,8 @@ def stage_run(ws: Workspace, folder: str, start: datetime, stages) -> list[str]:
 T0 = datetime(2025, 7, 8, 6, 5, 58)
 
 
-def test_deleting_a_whole_group_leaves_no_ghost_group(tmp_path, template):
-    ws, inc = one_project(tmp_path)
+def test_deleting_a_whole_group_leaves_no_ghost_group(tmp_path, catalogues):
+    ws, inc = one_project(tmp_path, catalogues)
     first = stage_run(ws, "", T0, [1.0, 2.0, 3.0])
     second = stage_run(ws, "", T0 + timedelta(minutes=10), [1.0, 1.5, 2.0])
     third = stage_run(ws, "", T0 + timedelta(minutes=20), [2.0, 3.0])
@@ -772,7 +806,7 @@ def test_deleting_a_whole_group_leaves_no_ghost_group(tmp_path, template):
     for r in second:
         (ws.sandbox("aiko") / r).unlink()
     ok(inc, "index", ws.roots[0])
-    fresh = fresh_index(template, tmp_path / "fresh.db", ws.roots[0])
+    fresh = fresh_index(catalogues, tmp_path, ws.roots[0])
 
     inc_snap, fresh_snap = snapshot(inc, {"aiko"}), snapshot(fresh, {"aiko"})
     assert inc_snap["ghosts"] == []
@@ -783,8 +817,8 @@ def test_deleting_a_whole_group_leaves_no_ghost_group(tmp_path, template):
         {"groups": 2, "decisions": 2, "skipped": 0, "kept_twice": 0, "anomalies": 0}
 
 
-def test_losing_the_top_stage_is_not_a_false_anomaly(tmp_path, template):
-    ws, inc = one_project(tmp_path)
+def test_losing_the_top_stage_is_not_a_false_anomaly(tmp_path, catalogues):
+    ws, inc = one_project(tmp_path, catalogues)
     group = stage_run(ws, "", T0, [1.0, 2.0, 3.0])
     ws.pick("aiko", group[1])  # stage 2 picked over stage 3: an anomaly, for now
     ok(inc, "index", ws.roots[0])
@@ -797,12 +831,12 @@ def test_losing_the_top_stage_is_not_a_false_anomaly(tmp_path, template):
     assert rows(inc, "SELECT * FROM anomalies") == []
     header, body = export_of(inc, tmp_path / "out.csv")
     assert [r[header.index("is_anomaly")] for r in body] == ["0"]
-    fresh = fresh_index(template, tmp_path / "fresh.db", ws.roots[0])
+    fresh = fresh_index(catalogues, tmp_path, ws.roots[0])
     assert_same_catalogue(inc, fresh, tmp_path)
 
 
-def test_renaming_a_sub_folder_keeps_the_project_indexable(tmp_path, template):
-    ws, inc = one_project(tmp_path, folders=("", "tara"))
+def test_renaming_a_sub_folder_keeps_the_project_indexable(tmp_path, catalogues):
+    ws, inc = one_project(tmp_path, catalogues, folders=("", "tara"))
     top = stage_run(ws, "", T0, [1.0, 2.0, 3.0])
     tara = stage_run(ws, "tara", T0, [1.0, 1.5, 2.0])  # same first second as `top`: group_..._2
     later = stage_run(ws, "tara", T0 + timedelta(minutes=10), [1.0, 2.0])
@@ -812,12 +846,12 @@ def test_renaming_a_sub_folder_keeps_the_project_indexable(tmp_path, template):
     ok(inc, "index", ws.roots[0])
     os.rename(ws.sandbox("aiko") / "tara", ws.sandbox("aiko") / "tara-v2")
     ok(inc, "index", ws.roots[0])
-    fresh = fresh_index(template, tmp_path / "fresh.db", ws.roots[0])
+    fresh = fresh_index(catalogues, tmp_path, ws.roots[0])
     assert_same_catalogue(inc, fresh, tmp_path)
 
 
-def test_deleting_and_restoring_a_group_keeps_the_project_indexable(tmp_path, template):
-    ws, inc = one_project(tmp_path)
+def test_deleting_and_restoring_a_group_keeps_the_project_indexable(tmp_path, catalogues):
+    ws, inc = one_project(tmp_path, catalogues)
     first = stage_run(ws, "", T0, [1.0, 2.0, 3.0])
     second = stage_run(ws, "", T0 + timedelta(minutes=10), [1.0, 1.5, 2.0, 3.0])
     ws.pick("aiko", first[-1])
@@ -831,5 +865,5 @@ def test_deleting_and_restoring_a_group_keeps_the_project_indexable(tmp_path, te
         write(ws.sandbox("aiko") / r, data, ws.clock)
     result = cli(inc, "index", ws.roots[0])
     assert result.exit_code == 0, result.output
-    fresh = fresh_index(template, tmp_path / "fresh.db", ws.roots[0])
+    fresh = fresh_index(catalogues, tmp_path, ws.roots[0])
     assert_same_catalogue(inc, fresh, tmp_path)
