@@ -32,6 +32,7 @@ import random
 import re
 import shutil
 import sqlite3
+import traceback
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -68,7 +69,11 @@ def cli(db, *args):
 
 def ok(db, *args):
     result = cli(db, *args)
-    assert result.exit_code == 0, f"catalog {' '.join(map(str, args))} exited {result.exit_code}: {result.output}"
+    trace = ""
+    if result.exit_code != 0 and result.exc_info and not isinstance(result.exception, SystemExit):
+        # An exception escaped the command (a bug, not a refusal): show where.
+        trace = "\n" + "".join(traceback.format_exception(*result.exc_info))
+    assert result.exit_code == 0, f"catalog {' '.join(map(str, args))} exited {result.exit_code}: {result.output}{trace}"
     return result
 
 
