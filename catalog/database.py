@@ -15,12 +15,16 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
-from urllib.parse import quote
 
 from .errors import CatalogError, UsageError
+
+# The newest Alembic revision this code knows; a command that finds the
+# database here does no migration work at all (and never imports Alembic).
+# Kept here, not in catalog/schema.py, because `catalog sql` on SQLite checks
+# it without importing SQLAlchemy.
+HEAD_REVISION = "0006_project_locks"
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
@@ -147,11 +151,21 @@ def open_engine(target: str, *, readonly: bool = False) -> Engine:
     if is_postgres(target):
         url = postgres_url(target)
         try:
+            # pool_pre_ping: a pooled connection is checked before it is handed
+            # out, so a server restarted between two projects costs a new
+            # connection, not a failed project.
             engine = create_engine(url, isolation_level=dialects.POSTGRES_ISOLATION[readonly],
-                                   connect_args=_postgres_connect_args(url, readonly))
+                                   connect_args=_postgres_connect_args(url, readonly), pool_pre_ping=True)
         except ImportError:
             raise UsageError(f"PostgreSQL needs the psycopg driver, which is not installed: {INSTALL_DRIVER}") from None
         dialects.configure_postgres(engine, readonly=readonly)
+        # The driver logs what it does on its way out of a failure ("query not
+        # terminated after cancellation", "error ignored terminating
+        # pipeline"); the command's own error line says what happened.
+        import logging
+
+        logging.getLogger("psycopg").addHandler(logging.NullHandler())
+        logging.getLogger("psycopg").propagate = False
         return engine
     try:
         return create_engine(target)
@@ -171,46 +185,12 @@ def _check_sqlite_file(path: str, *, must_exist: bool) -> None:
 
 # ---------------------------------------------------------------- SQLite readers without SQLAlchemy
 
-# catalog/schema.py's HEAD_REVISION, written here too because schema.py
-# defines the tables with SQLAlchemy; tests/test_fast_sql.py checks that the
-# two agree. A stale value here could only send readers through open_catalog.
-SQLITE_READER_HEAD = "0005_path_digest"
-
-# The settings of a read-only SQLite engine (catalog/dialects.py:
-# BUSY_TIMEOUT_S, sqlite_readonly_creator, configure_sqlite(readonly=True),
-# _readonly_authorizer), repeated for the sqlite3 reader; the same test
-# checks that they agree, pragma by pragma and action by action.
-_BUSY_TIMEOUT_S = 120.0
-_READ_PRAGMAS = frozenset({
-    "table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
-    "foreign_key_list", "integrity_check", "quick_check", "database_list",
-    "compile_options", "collation_list", "function_list", "pragma_list",
-    "table_list", "foreign_key_check",
-})
-
-
-def readonly_authorizer(action, arg1, arg2, _db, _trigger):
-    """No ATTACH or DETACH, no pragma that writes, no load_extension."""
-    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_PRAGMA:
-        if arg2 is None or arg1.lower() in _READ_PRAGMAS:
-            return sqlite3.SQLITE_OK
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_FUNCTION and arg2 and arg2.lower() == "load_extension":
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
-
-
 def _sqlite_reader(path: str) -> sqlite3.Connection:
-    con = sqlite3.connect("file:" + quote(os.path.abspath(path)) + "?mode=ro", uri=True,
-                          timeout=_BUSY_TIMEOUT_S, check_same_thread=False)
+    from . import dialects
+
+    con = dialects.sqlite_readonly_creator(os.path.abspath(path))()
     try:
-        con.isolation_level = None  # transactions are begun and ended by the caller
-        con.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-        con.execute("PRAGMA foreign_keys = ON")
-        con.execute("PRAGMA query_only = ON")
-        con.set_authorizer(readonly_authorizer)  # last: it refuses the pragmas above
+        dialects.setup_sqlite(con, readonly=True)  # the settings of open_catalog(write=False)
     except BaseException:
         con.close()
         raise
@@ -235,7 +215,7 @@ def open_sqlite_reader(target: str) -> sqlite3.Connection:
         con = None
     if con is not None:
         try:
-            if con.execute("SELECT version_num FROM alembic_version").fetchall() == [(SQLITE_READER_HEAD,)]:
+            if con.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD_REVISION,)]:
                 return con
         except sqlite3.Error:
             pass
@@ -298,7 +278,6 @@ def upgrade(engine: Engine, target: str) -> tuple[Optional[str], str]:
     it: of several first runs on an empty database, one creates the schema
     and the others find it done."""
     from . import dialects
-    from .schema import HEAD_REVISION
 
     with engine.begin() as conn:
         dialects.lock_schema(conn)
@@ -350,7 +329,6 @@ def current(target: str) -> str:
     migrating or writing anything."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .schema import HEAD_REVISION
 
     path = sqlite_path(target)
     if path is not None:
@@ -373,7 +351,6 @@ def current(target: str) -> str:
 
 def migrate(target: str) -> tuple[Optional[str], str]:
     """`catalog db upgrade`: create or upgrade; returns (revision before, after)."""
-    from .schema import HEAD_REVISION
 
     engine, before = _open(target, True)
     engine.dispose()
@@ -383,7 +360,6 @@ def migrate(target: str) -> tuple[Optional[str], str]:
 def _open(target: str, write: bool, may_upgrade: bool = True) -> tuple[Engine, Optional[str]]:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .schema import HEAD_REVISION
 
     path = sqlite_path(target)
     if path is not None:
@@ -478,6 +454,10 @@ def _describe_postgres(orig: BaseException, msg: str, target: str) -> Optional[C
     if "connection refused" in low or ("no such file or directory" in low and "socket" in low):
         return CatalogError(f"cannot connect to PostgreSQL at {server}: connection refused; "
                             f"start the server, or fix the host and port in --db / CATALOG_DB ({where})")
+    if state in ("57P03",) or "the database system is shutting down" in low or "is starting up" in low \
+            or "in recovery mode" in low:
+        return CatalogError(f"PostgreSQL at {server} is shutting down or starting up and accepts no connection "
+                            "now; run the command again when it is up")
     if "timeout expired" in low:
         return CatalogError(f"PostgreSQL at {server} did not answer in time (connect_timeout); check the server "
                             f"and the network, or raise connect_timeout in the URL ({where})")
@@ -526,41 +506,4 @@ def _describe_postgres(orig: BaseException, msg: str, target: str) -> Optional[C
         return CatalogError(f"lost the connection to PostgreSQL at {server} (server stopped or restarted, or "
                             "the network failed); the unfinished transaction was rolled back; run the command again")
     return None
-
-
-def executemany(conn: Connection, stmt, rows: list, columns: Optional[Sequence[str]] = None) -> None:
-    """Run a Core INSERT/UPDATE/DELETE for many rows in one driver executemany.
-
-    Same statement and type conversions as `conn.execute(stmt, rows)`, but
-    compiled once and bound with only the conversions the dialect needs:
-    SQLAlchemy's general path spends more time per row than SQLite spends
-    writing it, and bulk writes of 100K images are the index's hot path.
-    `rows` are dicts, or tuples in the order of `columns`.
-    """
-    if not rows:
-        return
-    if columns is None:
-        columns = list(rows[0])
-        rows = [tuple(r[c] for c in columns) for r in rows]
-    dialect = conn.dialect
-    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-    names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
-    where = [list(columns).index(n) for n in names]
-    convert = [
-        (k, proc) for k, n in enumerate(names)
-        if (proc := compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    ]
-    if where == list(range(len(columns))) and not convert:
-        params = rows
-    else:
-        params = []
-        for row in rows:
-            values = [row[i] for i in where]
-            for k, proc in convert:
-                if values[k] is not None:
-                    values[k] = proc(values[k])
-            params.append(tuple(values))
-    if not compiled.positional:
-        params = [dict(zip(names, p)) for p in params]
-    conn.exec_driver_sql(compiled.string, params)
 

@@ -28,14 +28,18 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
-
-from sqlalchemy import bindparam, event, func, select, text
-from sqlalchemy.engine import Connection, Engine
 
 from . import faults
 from .errors import CatalogError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+# SQLAlchemy is imported inside the functions that use it: `catalog sql` on
+# a SQLite file sets up its sqlite3 connection with `setup_sqlite` below and
+# never imports SQLAlchemy (catalog/database.py `open_sqlite_reader`).
 
 # Long enough for a second `catalog index` to wait out a typical project sync
 # (tens of seconds at 20K images), short enough to fail clearly when stuck.
@@ -60,30 +64,38 @@ def configure_sqlite(engine: Engine, *, readonly: bool = False) -> None:
     read); readers take a plain BEGIN, a consistent WAL snapshot.
     """
 
+    from sqlalchemy import event
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        cur.execute("PRAGMA foreign_keys = ON")
-        if readonly:
-            cur.execute("PRAGMA query_only = ON")
-            # Last, because it refuses the pragmas above.
-            dbapi_conn.set_authorizer(_readonly_authorizer)
-        else:
-            cur.execute("PRAGMA journal_mode = WAL")
-            # In WAL, NORMAL keeps every commit atomic and consistent after a
-            # crash; only the last commits may be lost on power failure.
-            cur.execute("PRAGMA synchronous = NORMAL")
-            # 64 MiB of page cache: a project sync touches every page of the
-            # images indexes; the 2 MiB default makes it re-read them.
-            cur.execute("PRAGMA cache_size = -65536")
-        cur.close()
+        setup_sqlite(dbapi_conn, readonly=readonly)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         plain = readonly or conn.get_execution_options().get(READ_FIRST, False)
         conn.exec_driver_sql("BEGIN" if plain else "BEGIN IMMEDIATE")
+
+
+def setup_sqlite(dbapi_conn: sqlite3.Connection, *, readonly: bool) -> None:
+    """The settings of every catalogue connection on SQLite, whether SQLAlchemy
+    opened it or `catalog sql` did with sqlite3 alone."""
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    cur.execute("PRAGMA foreign_keys = ON")
+    if readonly:
+        cur.execute("PRAGMA query_only = ON")
+        # Last, because it refuses the pragmas above.
+        dbapi_conn.set_authorizer(_readonly_authorizer)
+    else:
+        cur.execute("PRAGMA journal_mode = WAL")
+        # In WAL, NORMAL keeps every commit atomic and consistent after a
+        # crash; only the last commits may be lost on power failure.
+        cur.execute("PRAGMA synchronous = NORMAL")
+        # 64 MiB of page cache: a project sync touches every page of the
+        # images indexes; the 2 MiB default makes it re-read them.
+        cur.execute("PRAGMA cache_size = -65536")
+    cur.close()
 
 
 # Execution option of a writer's connection whose transactions only read
@@ -153,6 +165,8 @@ POSTGRES_ISOLATION = {False: "READ COMMITTED", True: "REPEATABLE READ"}
 
 
 def configure_postgres(engine: Engine, *, readonly: bool) -> None:
+    from sqlalchemy import event
+
     if readonly:
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
@@ -195,6 +209,8 @@ def lock_projects(conn: Connection, project_ids: Iterable[int]) -> None:
     indexers (any role can take any advisory lock). The wait is bounded by
     lock_timeout and ends in the same "busy" error as SQLite's.
     """
+    from sqlalchemy import bindparam, text
+
     ids = sorted(set(project_ids))
     if is_postgres(conn) and ids:
         conn.execute(text("SELECT id FROM projects WHERE id IN :ids ORDER BY id FOR UPDATE")
@@ -234,6 +250,8 @@ def reserve_ids(conn: Connection, table, n: int) -> list[int]:
     syncs of other projects insert at the same time; the ids need not be
     consecutive, only unused (a rolled-back sync leaves a gap).
     """
+    from sqlalchemy import func, select
+
     if n <= 0:
         return []
     if is_postgres(conn):

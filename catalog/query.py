@@ -11,6 +11,7 @@ and enforced by the driver (SQLite) or the server (PostgreSQL).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import sys
@@ -248,12 +249,26 @@ def engine_statement(engine: Engine, sql: str, statement: str, *,
                         rows = iter(result) if result.returns_rows else iter(())
                     yield columns, rows
             except SQLAlchemyError as exc:
+                _roll_back_quietly(conn)
                 if limit.interrupted:
                     raise KeyboardInterrupt from None
                 if limit.expired or "statement timeout" in str(exc):
                     raise _timed_out(timeout) from None
                 raise describe_error(exc) from None
-            finally:
+            except BaseException:
+                # Ctrl-C on PostgreSQL: the driver cancels the query, and may
+                # close the connection if the server is slow to stop it; the
+                # interrupt is what happened, not the lost connection.
+                _roll_back_quietly(conn)
+                raise
+            else:
                 conn.rollback()
     finally:
         engine.dispose()
+
+
+def _roll_back_quietly(conn) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    with contextlib.suppress(SQLAlchemyError):  # the connection went with the error being reported
+        conn.rollback()

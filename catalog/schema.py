@@ -28,11 +28,8 @@ from sqlalchemy import (
     text,
 )
 
+from .database import HEAD_REVISION  # noqa: F401  (re-exported: the revision these tables are)
 from .dialects import POSTGRES_PATH_KEY
-
-# The newest Alembic revision this code knows; a command that finds the
-# database here does no migration work at all (and never imports Alembic).
-HEAD_REVISION = "0006_project_locks"
 
 # Bumped whenever grouping or matching logic changes, so the next sync
 # recomputes derived rows even for projects whose files did not change.
