@@ -12,17 +12,13 @@ and enforced by the driver (SQLite) or the server (PostgreSQL).
 from __future__ import annotations
 
 import contextlib
-import signal
 import sqlite3
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from . import faults
 from .database import open_sqlite_reader, sqlite_path
 from .errors import CatalogError, UsageError
 
@@ -151,54 +147,14 @@ def run_sql(target: str, sql: str, *, timeout: Optional[float] = None) -> Iterat
         yield found
 
 
-class SqliteLimit:
-    """Stops a running SQLite query on Ctrl-C or after `timeout` seconds.
-
-    SQLite runs a query inside one C call, where Python's own Ctrl-C handling
-    never gets a turn; a progress handler, called every 10,000 virtual
-    machine steps, asks this object whether to go on. (dialects.QueryLimit
-    does the same for an engine's connection; tests/test_fast_sql.py checks
-    both stop the same queries the same way.)"""
-
-    def __init__(self, timeout: Optional[float] = None):
-        self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.interrupted = False
-        self.expired = False
-
-    def should_stop(self) -> int:
-        faults.reach("query_running")
-        if self.interrupted:
-            return 1
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            self.expired = True
-            return 1
-        return 0
-
-    @contextmanager
-    def catching_ctrl_c(self) -> Iterator[None]:
-        """While the query runs, Ctrl-C asks it to stop instead of being lost in C."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def on_sigint(_signum, _frame):
-            if self.interrupted:  # a second Ctrl-C: stop waiting politely
-                raise KeyboardInterrupt
-            self.interrupted = True
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
 @contextmanager
 def sqlite_statement(con: sqlite3.Connection, statement: str, *,
                      timeout: Optional[float] = None) -> Iterator[tuple[list[str], Iterator[tuple]]]:
     """One statement on a read-only sqlite3 connection (database.open_sqlite_reader),
     in a transaction that is rolled back; the connection is closed after."""
-    limit = SqliteLimit(timeout)
+    from .dialects import QueryLimit  # no SQLAlchemy import
+
+    limit = QueryLimit(timeout)
     try:
         con.execute("BEGIN")
         con.set_progress_handler(limit.should_stop, 10_000)
