@@ -2,4 +2,5 @@
 
 from catalog.cli import app
 
-app(prog_name="catalog")
+if __name__ == "__main__":  # not when a worker process (catalog/reading.py) imports it
+    app(prog_name="catalog")

@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from typing import Optional, Union
 
 from .headers import pixel_size
@@ -110,8 +110,17 @@ class Reader:
             elif part.cancel():
                 done[k] = read_fields(part.files)  # type: ignore[attr-defined]
         for k, part in enumerate(self.parts):
-            yield from done.pop(k) if k in done else part.result()  # type: ignore[union-attr]
+            yield from done.pop(k) if k in done else self._result(part)  # type: ignore[arg-type]
         self.parts = []
+
+    @staticmethod
+    def _result(part: Future) -> list[Fields]:
+        try:
+            return part.result()
+        except BrokenExecutor:
+            # A worker could not start or died (a host program without a
+            # main guard, memory): read the chunk here; nothing is lost.
+            return read_fields(part.files)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         if self.pool is not None:
