@@ -223,10 +223,13 @@ def mutate(workspace: Path) -> None:
 
 
 def wait_until_writing(db, proc: subprocess.Popen) -> bool:
-    """Wait for the event "`proc` holds the catalogue's write lock" (True),
-    or for `proc` to have ended (False). SQLite: the write lock of the file
-    cannot be taken. PostgreSQL: a session of the database holds the sync
-    lock on `projects` (README, "PostgreSQL"). The short sleep only paces the poll."""
+    """Wait for the event "`proc` is writing the catalogue" (True), or for
+    `proc` to have ended (False): it holds a project's write lock now
+    (SQLite: the file's write lock cannot be taken; PostgreSQL: a session
+    holds a row lock on `projects`, README "PostgreSQL"), or it has already
+    committed a project sync and is still running. A sync holds its lock
+    only for its write, so the second half keeps the event from being missed
+    between two writes. The short sleep only paces the poll."""
     import time
 
     while proc.poll() is None:
@@ -234,13 +237,18 @@ def wait_until_writing(db, proc: subprocess.Popen) -> bool:
             if rows(db, """SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
                            JOIN pg_database d ON d.oid = l.database
                            WHERE d.datname = current_database() AND c.relname = 'projects'
-                           AND l.mode = 'ShareRowExclusiveLock' AND l.granted"""):
+                           AND l.mode = 'RowShareLock' AND l.granted AND l.pid <> pg_backend_pid()"""):
+                return True
+            if rows(db, "SELECT to_regclass('scans') IS NOT NULL")[0][0] and rows(db, "SELECT 1 FROM scans LIMIT 1"):
                 return True
         elif Path(db).exists():
             con = sqlite3.connect(db, timeout=0)
             try:
                 con.execute("BEGIN IMMEDIATE")
                 con.rollback()
+                if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'scans'").fetchone() \
+                        and con.execute("SELECT 1 FROM scans LIMIT 1").fetchone():
+                    return True
             except sqlite3.OperationalError:  # locked: the writer is at work
                 return True
             finally:
