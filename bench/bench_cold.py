@@ -27,7 +27,7 @@ the reverse order, so that drift on a shared machine cancels; medians are
 reported. The load average is noted before and after each measurement.
 The sandbox tree is bench.py's (`catalog sample`), reused if present.
 The script writes the tables of each run; the summary and recommendation in
-RESULTS-cold.md are written from them by hand.
+the cold-cache section of RESULTS.md are written from them by hand.
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def main() -> None:
     parser.add_argument("--threads", default="4,8,16,32", help="thread-pool sizes for the header reads")
     parser.add_argument("--fadvise-batch", type=int, default=64, help="files per posix_fadvise batch, 0 for none")
     parser.add_argument("--work", default=str(HERE / "work"), help="where workspaces and databases go")
-    parser.add_argument("--out", default=str(HERE / "RESULTS-cold.md"), help="results file, or - for none")
+    parser.add_argument("--out", default="-", help="a file for the tables (default: print them only)")
     parser.add_argument("--warm", action="store_true",
                         help="drop nothing (after one untimed pass): the same measurements with a warm page cache")
     parser.add_argument("--append", action="store_true", help="add to the results file instead of replacing it")

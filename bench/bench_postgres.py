@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,120000", help="sandbox image counts, comma-separated")
     parser.add_argument("--reps", default="3", help="repetitions, one number for all sizes or one per size")
     parser.add_argument("--work", default=str(HERE / "work" / "postgres"), help="where trees and databases go")
-    parser.add_argument("--out", default=str(HERE / "RESULTS-postgres.md"), help="results file, or - for none")
+    parser.add_argument("--out", default="-", help="a file for the tables (default: print them only)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
