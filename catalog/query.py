@@ -211,10 +211,16 @@ def engine_statement(engine: Engine, sql: str, statement: str, *,
                 if limit.expired or "statement timeout" in str(exc):
                     raise _timed_out(timeout) from None
                 raise describe_error(exc) from None
+            except KeyboardInterrupt:
+                # Ctrl-C on PostgreSQL: the driver has sent the server a
+                # cancel. A rollback would wait for the statement to end
+                # (seconds, on a busy server), so the connection is closed
+                # instead; the server ends the statement and rolls back.
+                # The interrupt is what happened, not the lost connection.
+                with contextlib.suppress(Exception):
+                    conn.invalidate()
+                raise
             except BaseException:
-                # Ctrl-C on PostgreSQL: the driver cancels the query, and may
-                # close the connection if the server is slow to stop it; the
-                # interrupt is what happened, not the lost connection.
                 _roll_back_quietly(conn)
                 raise
             else:

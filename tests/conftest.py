@@ -21,11 +21,18 @@ from pathlib import Path
 from typing import Union
 
 import pytest
+from hypothesis import HealthCheck, settings
 from proc import is_url, rows
 from typer.testing import CliRunner
 
 from catalog.cli import app
 from catalog.sample import Expected, write_sample
+
+# Property tests must not depend on how busy the machine is: no per-example
+# deadline, and slow data generation is not a failure (a test's own
+# @settings still sets its example counts).
+settings.register_profile("catalog", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("catalog")
 
 SAMPLE_GROUPS = 60
 SAMPLE_SEED = 7
