@@ -219,6 +219,21 @@ def rest(lines: queue.Queue) -> list[str]:
     return out
 
 
+def go_on(proc: subprocess.Popen, err: queue.Queue) -> tuple[int, list[str], str]:
+    """Let a paused indexer go on to its end: (exit code, its stderr lines
+    after the pause, its stdout). It is killed if anything goes wrong."""
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("go on\n")
+        proc.stdin.close()
+        code = proc.wait(timeout=LIMIT_S)
+        return code, rest(err), proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 # ---------------------------------------------------------------- (a) at once
 
 
@@ -359,23 +374,15 @@ def test_a_server_restart_mid_sync_is_one_error_line_and_converges(pg, team):
         index_in_process(reference, *roots)
         after = project_state(pg, reference, ORDER)
         proc, err = paused(db, point, nth, *roots)
-        try:
-            pg.halt()
-            pg.resume()
-            assert proc.stdin is not None
-            proc.stdin.write("go on\n")
-            proc.stdin.close()
-            assert proc.wait(timeout=LIMIT_S) == 1
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        lines = rest(err)
+        pg.halt()
+        pg.resume()
+        code, lines, out = go_on(proc, err)
+        assert code == 1
         victim = ORDER[nth - 1]
         assert len(lines) == 1, lines
         assert lines[0].startswith(f"catalog: error: {victim}: lost the connection to PostgreSQL at "), lines
         assert lines[0].endswith("run the command again"), lines
-        assert proc.stdout is not None and "Traceback" not in proc.stdout.read()
+        assert "Traceback" not in out
         now = project_state(pg, db, ORDER)
         for name in ORDER:
             assert now[name] == (before if name == victim else after)[name], (point, name)
@@ -390,23 +397,15 @@ def test_a_server_gone_for_good_is_one_line_per_project_and_the_totals(pg, team)
     db = pg.new_database()
     roots = [team / name for name in ORDER]
     proc, err = paused(db, "committed", 1, *roots)
+    pg.halt()
     try:
-        pg.halt()
-        assert proc.stdin is not None
-        proc.stdin.write("go on\n")
-        proc.stdin.close()
-        assert proc.wait(timeout=LIMIT_S) == 1
-        lines = rest(err)
-        assert proc.stdout is not None
-        out = proc.stdout.read().splitlines()
+        code, lines, out = go_on(proc, err)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         pg.resume()
+    assert code == 1
     assert [line.split(":")[:3] for line in lines] == [["catalog", " error", f" {name}"] for name in ORDER[1:]], lines
     assert all("PostgreSQL" in line for line in lines), lines  # says what failed, no driver noise
-    assert out[-1] == f"1 project indexed, {len(ORDER) - 1} failed", out
+    assert out.splitlines()[-1] == f"1 project indexed, {len(ORDER) - 1} failed", out
 
 
 def test_a_server_restart_between_projects_fails_nothing(pg, team):
@@ -416,18 +415,9 @@ def test_a_server_restart_between_projects_fails_nothing(pg, team):
     db, reference = pg.new_database(), pg.new_database()
     roots = [team / name for name in ORDER]
     proc, err = paused(db, "committed", 1, *roots)
-    try:
-        pg.halt()
-        pg.resume()
-        assert proc.stdin is not None
-        proc.stdin.write("go on\n")
-        proc.stdin.close()
-        code = proc.wait(timeout=LIMIT_S)
-        lines = rest(err)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    pg.halt()
+    pg.resume()
+    code, lines, _ = go_on(proc, err)
     assert (code, lines) == (0, [])
     index_in_process(reference, *roots)
     assert_same(pg, db, reference)
