@@ -484,11 +484,35 @@ class QueryLimit:
         else:
             self.cooperative = False
 
+    # After Ctrl-C on a server's query the driver cancels it and the command
+    # ends at once; should the driver hang on a server slow to answer, the
+    # process ends anyway this long after the Ctrl-C (`on_stuck`).
+    GRACE_S = 10.0
+
+    def _watch(self, on_stuck) -> None:
+        time.sleep(self.GRACE_S)  # a grace period, not a guess: the normal path exits long before
+        on_stuck()
+
     @contextmanager
-    def catching_ctrl_c(self) -> Iterator[None]:
-        """While the query runs, Ctrl-C asks it to stop instead of being lost in C."""
-        if not self.cooperative or threading.current_thread() is not threading.main_thread():
+    def catching_ctrl_c(self, on_stuck=None) -> Iterator[None]:
+        """While the query runs, Ctrl-C asks it to stop instead of being lost
+        in C (SQLite), or is raised as usual with `on_stuck` armed (a server's
+        query, see GRACE_S)."""
+        if threading.current_thread() is not threading.main_thread() or (not self.cooperative and on_stuck is None):
             yield
+            return
+        if not self.cooperative:
+            def on_server_sigint(_signum, _frame):
+                if not self.interrupted:
+                    self.interrupted = True
+                    threading.Thread(target=self._watch, args=(on_stuck,), daemon=True).start()
+                raise KeyboardInterrupt
+
+            previous = signal.signal(signal.SIGINT, on_server_sigint)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, previous)
             return
 
         def on_sigint(_signum, _frame):

@@ -12,6 +12,7 @@ and enforced by the driver (SQLite) or the server (PostgreSQL).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -193,7 +194,7 @@ def engine_statement(engine: Engine, sql: str, statement: str, *,
             conn.begin()
             limit.apply(conn)
             try:
-                with limit.catching_ctrl_c():
+                with limit.catching_ctrl_c(on_stuck=_stopped_anyway):
                     if dialects.is_postgres(conn):
                         query = dialects.PostgresQuery(conn)
                         query.preflight(timeout)
@@ -227,6 +228,14 @@ def engine_statement(engine: Engine, sql: str, statement: str, *,
                 conn.rollback()
     finally:
         engine.dispose()
+
+
+def _stopped_anyway() -> None:
+    """Ctrl-C came and the driver is still waiting on the server: end the
+    process; closing its socket makes the server end the statement."""
+    sys.stderr.write("catalog: error: interrupted; the query was stopped; nothing was changed\n")
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _roll_back_quietly(conn) -> None:
