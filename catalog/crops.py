@@ -35,7 +35,7 @@ from sqlalchemy import and_, bindparam, delete, func, select, true
 from sqlalchemy.engine import Connection, Engine
 
 from . import dialects
-from .bulk import executemany
+from .bulk import chunks, executemany
 from .cropfind import Found, Picture, Unreadable, better, find_by_correlation, find_exact, open_picture
 from .projects import Project, stored_projects
 from .schema import crop_boxes, group_members, images, matches, projects
@@ -43,8 +43,6 @@ from .schema import crop_boxes, group_members, images, matches, projects
 # Results written per transaction: small enough that Ctrl-C loses little,
 # large enough that a run of thousands of pairs commits a few hundred times.
 BATCH = 32
-# Ids per IN (...) list, well below every backend's parameter limit.
-CHUNK = 500
 
 
 class FileRef(NamedTuple):
@@ -310,17 +308,12 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
-    for start in range(0, len(ids), CHUNK):
-        yield list(ids[start:start + CHUNK])
-
-
 def remove_rows(engine: Engine, final_ids: Sequence[int]) -> None:
     if not final_ids:
         return
     with engine.begin() as conn:
         _lock_projects_of(conn, final_ids)
-        for chunk in _chunks(final_ids):
+        for chunk in chunks(final_ids):
             conn.execute(delete(crop_boxes).where(crop_boxes.c.final_image_id.in_(chunk)))
 
 
@@ -328,7 +321,7 @@ def _lock_projects_of(conn: Connection, image_ids: Sequence[int]) -> None:
     """Hold off syncs of the projects these images belong to until the
     transaction ends, so the images checked below stay as they are."""
     owners: set[int] = set()
-    for chunk in _chunks(sorted(image_ids)):
+    for chunk in chunks(sorted(image_ids)):
         owners.update(conn.execute(select(images.c.project_id).where(images.c.id.in_(chunk)).distinct()).scalars())
     dialects.lock_projects(conn, owners)
 
@@ -346,7 +339,7 @@ def write_rows(engine: Engine, rows: Sequence[tuple]) -> int:
         ids = sorted({r[0] for r in rows} | {r[1] for r in rows})
         _lock_projects_of(conn, ids)
         now: dict[int, tuple[int, int]] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             for image_id, size, mtime in conn.execute(
                     select(images.c.id, images.c.size_bytes, images.c.mtime_ns).where(images.c.id.in_(chunk))):
                 now[image_id] = (size, mtime)

@@ -134,13 +134,11 @@ class StoredGroup(NamedTuple):
     winner: tuple  # (winner_count, chosen_image_id, chosen_stage)
 
 
-def read_groups(conn: Optional[Connection], project_id: Optional[int],
-                dirs: Optional[Collection[str]] = None) -> list[StoredGroup]:
+def read_groups(conn: Optional[Connection], project_id: Optional[int]) -> list[StoredGroup]:
     """The stored groups of a project with their members, read before the
     sync writes anything: deleting images cascades their memberships, so a
-    group read afterwards would look smaller than it was stored. `dirs`
-    limits them to groups of those sandbox folders (None: every group)."""
-    if conn is None or project_id is None or (dirs is not None and not dirs):
+    group read afterwards would look smaller than it was stored."""
+    if conn is None or project_id is None:
         return []
     query = (
         select(image_groups.c.id, image_groups.c.set_id, image_groups.c.dir, image_groups.c.size,
@@ -151,12 +149,7 @@ def read_groups(conn: Optional[Connection], project_id: Optional[int],
         .where(image_groups.c.project_id == project_id)
         .order_by(image_groups.c.id, group_members.c.position)
     )
-    if dirs is None:
-        rows = fetch_tuples(conn, query)
-    else:
-        rows = []
-        for chunk in chunks(sorted(dirs)):
-            rows.extend(fetch_tuples(conn, query.where(image_groups.c.dir.in_(chunk))))
+    rows = fetch_tuples(conn, query)
     heads: dict[int, tuple] = {}
     members: dict[int, list[int]] = {}
     for gid, set_id, folder, size, stages, max_stage, first, last, count, chosen, chosen_stage, image_id in rows:

@@ -137,14 +137,9 @@ class FolderPlan:
     def added_paths(self) -> list[str]:
         return [row[3] for row in self.inserts]
 
-    def images(self, dirs: Optional[Collection[str]] = None) -> list[ImageRow]:
-        """Every row the folder will hold, as grouping and matching read them
-        (only those in the sub-folders `dirs`, when given)."""
-        rows = self.rows.values()
-        if dirs is None:
-            return [row if isinstance(row, ImageRow) else to_image(row) for row in rows]
-        return [row if isinstance(row, ImageRow) else to_image(row) for row in rows
-                if (row.dir if isinstance(row, ImageRow) else row[S_DIR]) in dirs]
+    def images(self) -> list[ImageRow]:
+        """Every row the folder will hold, as grouping and matching read them."""
+        return [to_image_row(row) for row in self.rows.values()]
 
     def read_now(self) -> list[ImageRow]:
         """The rows of files new or changed since the last sync."""
