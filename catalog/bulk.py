@@ -51,12 +51,26 @@ def bind_converter(conn_or_dialect: Any, type_) -> Optional[Callable[[Any], Any]
     return type_.dialect_impl(dialect).bind_processor(dialect)
 
 
-def executemany(conn: Connection, stmt, rows: list, columns: Optional[Sequence[str]] = None) -> None:
+def time_converter(conn: Connection) -> Callable[[datetime], Any]:
+    """How a naive datetime is sent to the driver on this connection's
+    backend, for callers that build rows in the driver's form (see
+    `executemany(converted=True)`): SQLite stores SQLAlchemy's text."""
+    return bind_converter(conn, DateTime()) or _as_is
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def executemany(conn: Connection, stmt, rows: list, columns: Optional[Sequence[str]] = None, *,
+                converted: bool = False) -> None:
     """Run a Core INSERT/UPDATE/DELETE for many rows in one driver executemany.
 
     Same statement and type conversions as `conn.execute(stmt, rows)`, but
     compiled once and bound with only the conversions the dialect needs.
-    `rows` are dicts, or tuples in the order of `columns`.
+    `rows` are dicts, or tuples in the order of `columns`; `converted`: their
+    values are in the driver's form already (times through `time_converter`),
+    so the hot loops that build them do not build every row a second time.
     """
     if not rows:
         return
@@ -67,7 +81,7 @@ def executemany(conn: Connection, stmt, rows: list, columns: Optional[Sequence[s
     compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
     names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
     where = [list(columns).index(n) for n in names]
-    convert = [
+    convert = [] if converted else [
         (k, proc) for k, n in enumerate(names)
         if (proc := bind_converter(dialect, compiled.binds[n].type)) is not None
     ]

@@ -18,7 +18,7 @@ image; a shorter run is dropped and the next starts at the following image.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -26,8 +26,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from . import dialects
-from .bulk import chunks, executemany, fetch_tuples
-from .images import S_FILENAME, S_ID, TIMESTAMP_CHARS, ImageRow, stored_datetime
+from .bulk import chunks, executemany, fetch_tuples, time_converter
+from .images import S_FILENAME, S_ID, TIMESTAMP_CHARS, ImageRow, keep_id, stored_datetime
 from .names import format_stage, timestamp_key
 from .schema import group_members, image_groups, images
 
@@ -272,18 +272,27 @@ def plan_groups(stored: Sequence[StoredGroup], groups: Sequence[Sequence[ImageRo
     return plan
 
 
-def write_groups(conn: Connection, project_id: int, plan: GroupPlan) -> None:
-    """Write a group plan; stale groups were deleted first by `delete_groups`."""
-    executemany(conn, _update_winners, plan.updates, _WINNER_COLUMNS + ("group_id",))
+def write_groups(conn: Connection, project_id: int, plan: GroupPlan,
+                 real_id: Callable[[Optional[int]], Optional[int]] = keep_id) -> None:
+    """Write a group plan; stale groups were deleted first by `delete_groups`.
+    `real_id` maps the provisional ids of new images (catalog/sync.py)."""
+    executemany(conn, _update_winners, [(count, real_id(chosen), stage, gid)
+                                        for count, chosen, stage, gid in plan.updates],
+                _WINNER_COLUMNS + ("group_id",))
     if not plan.inserts:
         return
+    as_time = time_converter(conn)
     group_rows: list[tuple] = []
     member_rows: list[tuple] = []
     for group_id, (set_id, ids, shape, won) in zip(dialects.reserve_ids(conn, image_groups, len(plan.inserts)),
                                                    plan.inserts):
-        group_rows.append((group_id, project_id, set_id, *shape, *won))
-        member_rows.extend((image_id, group_id, position) for position, image_id in enumerate(ids))
-    executemany(conn, image_groups.insert(), group_rows, _GROUP_COLUMNS)
+        folder, size, stages, max_stage, first, last = shape
+        count, chosen, chosen_stage = won
+        # In the driver's form (times converted): built once.
+        group_rows.append((group_id, project_id, set_id, folder, size, stages, max_stage, as_time(first),
+                           as_time(last), count, real_id(chosen), chosen_stage))
+        member_rows.extend((real_id(image_id), group_id, position) for position, image_id in enumerate(ids))
+    executemany(conn, image_groups.insert(), group_rows, _GROUP_COLUMNS, converted=True)
     executemany(conn, group_members.insert(), member_rows, ("image_id", "group_id", "position"))
 
 

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
-from .bulk import executemany
+from .bulk import executemany, time_converter
 from .reading import Reader
 from .scan import FileEntry, scan_images
 from .schema import images
@@ -133,6 +133,13 @@ class FolderPlan:
     removed_paths: list[str] = field(default_factory=list)
     gone: list[StoredImage] = field(default_factory=list)  # the stored rows of removed files
 
+    def drop_rows(self) -> None:
+        """Keep only what writing needs (the writes and the paths they
+        touch): once derived, the rows are not needed, and a plan sent
+        between processes (catalog/ahead.py) is far smaller without them."""
+        self.rows = {}
+        self.gone = []
+
     @property
     def added_paths(self) -> list[str]:
         return [row[3] for row in self.inserts]
@@ -234,9 +241,16 @@ def unchanged_folder(role: str, stored: dict[str, StoredImage]) -> FolderPlan:
     return FolderPlan(role, Changes(), [], [], [], dict(stored))
 
 
+def keep_id(i: Optional[int]) -> Optional[int]:
+    """The `real_id` of a plan without new images: every id is real."""
+    return i
+
+
 def write_folder(conn: Connection, project_id: int, plan: FolderPlan,
+                 real_id: Callable[[Optional[int]], Optional[int]] = keep_id,
                  progress: Optional[Progress] = None) -> None:
-    """Write a folder plan: deletes, then inserts and updates, in batches."""
+    """Write a folder plan: deletes, then inserts and updates, in batches.
+    `real_id` maps the provisional ids of new images (catalog/sync.py)."""
     total = len(plan.deletes) + len(plan.inserts) + len(plan.updates)
     done = 0
     writing = f"writing {plan.role} images"
@@ -252,9 +266,14 @@ def write_folder(conn: Connection, project_id: int, plan: FolderPlan,
         executemany(conn, _delete, [(i,) for i in batch_ids], ("image_id",))
         advance(len(batch_ids))
     insert = images.insert()
+    as_time = time_converter(conn)
     for start in range(0, len(plan.inserts), BATCH):
-        batch = [(row[0], project_id, *row[2:]) for row in plan.inserts[start:start + BATCH]]
-        executemany(conn, insert, batch, INSERT_COLUMNS)
+        # Built once, in the driver's form: (id, project_id, role, rel_path,
+        # dir, filename, timestamp, *the rest of FIELDS).
+        batch = [(real_id(i), project_id, role, rel_path, folder, filename,
+                  None if timestamp is None else as_time(timestamp), *rest)
+                 for i, _, role, rel_path, folder, filename, timestamp, *rest in plan.inserts[start:start + BATCH]]
+        executemany(conn, insert, batch, INSERT_COLUMNS, converted=True)
         advance(len(batch))
     for start in range(0, len(plan.updates), BATCH):
         batch = plan.updates[start:start + BATCH]

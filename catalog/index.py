@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection, Engine
@@ -39,6 +39,9 @@ from .schema import (
 )
 from .sync import ProjectPlan, apply_plan, plan_project
 from .views import project_counts
+
+if TYPE_CHECKING:
+    from .ahead import Ahead
 
 
 @dataclass
@@ -108,12 +111,34 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _project_row(conn: Connection, name: str):
-    return conn.execute(
+class ProjectRow(NamedTuple):
+    """A project's row as a sync reads it (a plain tuple: it may travel
+    between processes with a plan, see catalog/ahead.py)."""
+
+    id: int
+    derived_version: int
+    sandbox_dir: str
+    final_dir: Optional[str]
+    generation: int
+
+
+@dataclass
+class Planned:
+    """A sync's plan and what it was planned on: the project's row as it was
+    read (None: not catalogued yet) and the plan's warnings."""
+
+    planned_on: Optional[ProjectRow]
+    plan: ProjectPlan
+    warnings: list[str]
+
+
+def _project_row(conn: Connection, name: str) -> Optional[ProjectRow]:
+    row = conn.execute(
         select(projects.c.id, projects.c.derived_version, projects.c.sandbox_dir, projects.c.final_dir,
                projects.c.generation)
         .where(projects.c.name == name)
     ).first()
+    return None if row is None else ProjectRow(*row)
 
 
 def _note_move(summary: ProjectSummary, row, project: Project) -> bool:
@@ -135,10 +160,13 @@ def index_project(
     project: Project,
     *,
     progress: Optional[Progress] = None,
+    ahead: Optional[Ahead] = None,
 ) -> ProjectSummary:
+    """Sync one project; `ahead`: the run's planner (catalog/ahead.py), which
+    may have planned it already."""
     committed = False
     try:
-        summary = _sync(engine, project, progress)
+        summary = _sync(engine, project, progress, ahead)
         committed = True
         faults.reach("committed")
     except KeyboardInterrupt:
@@ -146,7 +174,22 @@ def index_project(
     return summary
 
 
-def _sync(engine: Engine, project: Project, progress: Optional[Progress]) -> ProjectSummary:
+def plan_sync(engine: Engine, project: Project, progress: Optional[Progress] = None) -> Planned:
+    """The first half of a sync: read the project's rows, scan its folders
+    and derive, in one read transaction that takes no lock."""
+    warnings: list[str] = []
+    with engine.connect() as conn:
+        dialects.reading(conn)
+        with conn.begin():
+            planned_on = _project_row(conn, project.name)
+            plan = plan_project(conn, planned_on.id if planned_on is not None else None, project,
+                                derived_current=planned_on is not None and planned_on.derived_version == DERIVED_VERSION,
+                                warn=warnings.append, progress=progress)
+    return Planned(planned_on, plan, warnings)
+
+
+def _sync(engine: Engine, project: Project, progress: Optional[Progress],
+          ahead: Optional[Ahead] = None) -> ProjectSummary:
     """Plan without a lock, then write under the project's lock.
 
     The plan (reading the project's rows, scanning its folders, deriving)
@@ -157,13 +200,9 @@ def _sync(engine: Engine, project: Project, progress: Optional[Progress]) -> Pro
     summary = ProjectSummary(project.name, project.sandbox_dir, project.final_dir)
     started = utcnow()
     clock = time.perf_counter()
-    with engine.connect() as conn:
-        dialects.reading(conn)
-        with conn.begin():
-            planned_on = _project_row(conn, project.name)
-            plan = plan_project(conn, planned_on.id if planned_on is not None else None, project,
-                                derived_current=planned_on is not None and planned_on.derived_version == DERIVED_VERSION,
-                                warn=summary.warnings.append, progress=progress)
+    planned = ahead.take(project, progress) if ahead is not None else plan_sync(engine, project, progress)
+    planned_on, plan = planned.planned_on, planned.plan
+    summary.warnings.extend(planned.warnings)
     faults.reach("planned")
     with engine.begin() as conn:
         row = _project_row(conn, project.name)
@@ -172,8 +211,10 @@ def _sync(engine: Engine, project: Project, progress: Optional[Progress]) -> Pro
             created = dialects.create_project(conn, projects, {
                 "name": project.name, "sandbox_dir": project.sandbox_dir, "final_dir": project.final_dir})
             row = _project_row(conn, project.name)
+        assert row is not None  # created above, or by another sync
         dialects.lock_projects(conn, [row.id])
         row = _project_row(conn, project.name)  # as it is now that nobody else may write it
+        assert row is not None  # locked: nobody may forget it now
         project_id = row.id
         faults.reach("sync_started")
         unchanged = (created and planned_on is None) or (
@@ -234,14 +275,15 @@ def pretend_project(engine: Optional[Engine], project: Project, *, list_paths: b
 
 
 def sync_or_fail(engine: Optional[Engine], project: Project, *, dry_run: bool = False, list_paths: bool = False,
-                 progress: Optional[Progress] = None, target: str = "") -> ProjectSummary:
+                 progress: Optional[Progress] = None, target: str = "",
+                 ahead: Optional[Ahead] = None) -> ProjectSummary:
     """Sync (or pretend to) one project; a failure becomes `summary.error`
     instead of stopping the projects after it. Interrupts still stop the run."""
     try:
         if dry_run:
             return pretend_project(engine, project, list_paths=list_paths)
         assert engine is not None
-        return index_project(engine, project, progress=progress)
+        return index_project(engine, project, progress=progress, ahead=ahead)
     except CatalogError as exc:
         message = str(exc)
     except SQLAlchemyError as exc:

@@ -18,7 +18,7 @@ A winner is flagged cropped when both pixel sizes are known and differ.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from .bulk import executemany, fetch_tuples
-from .images import ImageRow
+from .images import ImageRow, keep_id
 from .schema import images, matches
 
 
@@ -120,8 +120,15 @@ def delete_matches(conn: Connection, plan: MatchPlan) -> None:
                 [(fid,) for fid in plan.deletes], ("fid",))
 
 
-def write_matches(conn: Connection, plan: MatchPlan) -> None:
-    executemany(conn, matches.insert(), plan.inserts)
+def write_matches(conn: Connection, plan: MatchPlan,
+                  real_id: Callable[[Optional[int]], Optional[int]] = keep_id) -> None:
+    """`real_id` maps the provisional ids of new images (catalog/sync.py)."""
+    executemany(conn, matches.insert(),
+                [(real_id(m["final_image_id"]), real_id(m["sandbox_image_id"]), m["match"], m["problem"], m["cropped"])
+                 for m in plan.inserts], _MATCH_COLUMNS)
+
+
+_MATCH_COLUMNS = ("final_image_id", "sandbox_image_id", "match", "problem", "cropped")
 
 
 def picked_images(found: dict[int, Match]) -> set[int]:

@@ -22,6 +22,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import Optional, Union
 
 from .headers import pixel_size
@@ -44,7 +45,14 @@ def read_fields(files: list[tuple[str, str]]) -> list[Fields]:
     return out
 
 
-def _worker_init() -> None:
+# True inside a worker process: a worker reads (or plans) in itself and never
+# starts workers of its own.
+_in_worker = False
+
+
+def _worker_init(parent: int) -> None:
+    global _in_worker
+    _in_worker = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:
@@ -53,12 +61,101 @@ def _worker_init() -> None:
             PR_SET_PDEATHSIG = 1
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
-            pass  # no prctl: the worker still ends when its queue closes
+            pass  # no prctl: the worker ends when its queue closes
+    if os.getppid() != parent:
+        # The main process died while this one was starting, before the
+        # signal was asked for: nobody will hand it work or read its output.
+        os._exit(0)
 
 
 def default_workers() -> int:
-    """Worker processes beside the main one, which walks: one per other core."""
+    """Worker processes beside the main one, which walks: one per other core
+    (none inside a worker)."""
+    if _in_worker:
+        return 0
     return max(0, min((os.cpu_count() or 1) - 1, 8))
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    _start_quiet_resource_tracker()
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))
+
+
+def _start_quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (the helper process that
+    frees the pool's semaphores if this process is killed) with its stderr
+    on /dev/null. After a kill it would otherwise print a warning about
+    "leaked semaphore objects" under the user's prompt, for a clean-up it
+    does anyway. It inherits file descriptor 2, hence the swap around its
+    start; nothing else writes meanwhile."""
+    from multiprocessing import resource_tracker
+
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _RunPool:
+    """The pool shared by every folder of one run (`shared_workers`)."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool: Optional[ProcessPoolExecutor] = None
+        # Workers plan whole projects (catalog/ahead.py): chunks of the main
+        # process's own reading would wait behind those plans, so it reads
+        # them itself.
+        self.planning = False
+
+    def get(self) -> ProcessPoolExecutor:
+        if self.pool is None:
+            self.pool = _start_pool(self.workers)
+        return self.pool
+
+
+_shared: Optional[_RunPool] = None
+
+
+@contextmanager
+def shared_workers(workers: Optional[int] = None) -> Iterator[None]:
+    """Let every Reader inside (and `run_pool`'s callers) share one pool of
+    workers, started at first use and stopped on leaving. Starting a worker
+    costs about a third of a second of CPU (a fresh interpreter importing
+    the package); a run over many projects pays it once instead of per folder."""
+    global _shared
+    if _shared is not None:  # already inside one
+        yield
+        return
+    _shared = _RunPool(default_workers() if workers is None else workers)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        run, _shared = _shared, None
+        if run.pool is not None:
+            if failed:
+                # Ctrl-C or an error: a worker may be planning a whole
+                # project; nothing it returns is wanted any more.
+                for process in list((getattr(run.pool, "_processes", None) or {}).values()):
+                    process.terminate()
+            run.pool.shutdown(wait=not failed, cancel_futures=True)
+
+
+def run_pool(*, for_plans: bool = False) -> Optional[ProcessPoolExecutor]:
+    """The pool of the run this process is in (`shared_workers`), started now
+    if it was not yet; None outside a run or when there are no workers.
+    `for_plans`: its workers will plan projects from now on."""
+    if _shared is None or _shared.workers <= 0:
+        return None
+    _shared.planning = _shared.planning or for_plans
+    return _shared.get()
 
 
 class Reader:
@@ -77,6 +174,7 @@ class Reader:
         # In walk order: a chunk handed to the pool, or one kept to read here.
         self.parts: list[Union[Future, list[tuple[str, str]]]] = []
         self.pool: Optional[ProcessPoolExecutor] = None
+        self.own_pool = False
 
     def add(self, path: str, filename: str) -> None:
         self.pending.append((path, filename))
@@ -85,12 +183,14 @@ class Reader:
 
     def _hand_over(self) -> None:
         files, self.pending = self.pending, []
-        if self.workers <= 0:
+        if self.workers <= 0 or (_shared is not None and _shared.planning):
             self.parts.append(files)
             return
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_worker_init)
+            if _shared is not None and _shared.workers == self.workers:
+                self.pool = _shared.get()
+            else:
+                self.pool, self.own_pool = _start_pool(self.workers), True
         future = self.pool.submit(read_fields, files)
         future.files = files  # type: ignore[attr-defined]
         self.parts.append(future)
@@ -123,9 +223,18 @@ class Reader:
             return read_fields(part.files)  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        if self.pool is not None:
+        if self.pool is None:
+            return
+        if self.own_pool:
             self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        else:
+            # A shared pool goes on serving other folders: only this
+            # folder's chunks that no worker has started are dropped.
+            for part in self.parts:
+                if isinstance(part, Future):
+                    part.cancel()
+        self.parts = []
+        self.pool = None
 
     def __enter__(self) -> Reader:
         return self

@@ -80,6 +80,11 @@ class ProjectPlan:
     matches: MatchPlan
 
     @property
+    def rows_to_write(self) -> int:
+        return (sum(len(f.inserts) + len(f.updates) + len(f.deletes) for f in self.folders)
+                + len(self.groups.inserts) + len(self.groups.updates) + len(self.matches.inserts))
+
+    @property
     def changes(self) -> Changes:
         total = Changes()
         for folder in self.folders:
@@ -117,7 +122,7 @@ def plan_project(
     stored_sandbox = read_folder(conn, project_id, "sandbox")
     stored_final = read_folder(conn, project_id, "final")
 
-    new_ids = itertools.count(-1, -1)  # provisional, see `renumber`
+    new_ids = itertools.count(-1, -1)  # provisional, see `real_ids`
     sandbox = plan_folder("sandbox", project.sandbox_dir, stored_sandbox, new_ids, warn=warn, progress=progress)
     if project.final_exists:
         assert project.final_dir is not None
@@ -260,38 +265,32 @@ def _finals_to_match(sandbox: FolderPlan, final: FolderPlan) -> list[ImageRow]:
     return out
 
 
-def renumber(plan: ProjectPlan, real: list[int]) -> None:
-    """Give new images their real ids. A plan names new images by provisional
+def real_ids(real: list[int]) -> Callable[[Optional[int]], Optional[int]]:
+    """How new images get their real ids. A plan names them by provisional
     ids -1, -2, ... (in walk order), because it is made before the write
     lock is taken, and only under it are ids reserved (PostgreSQL: while
-    other projects are written too); provisional id -k becomes real[k-1]."""
+    other projects are written too); provisional id -k becomes real[k-1].
+    The writers map ids as they build their rows, so no row is built twice."""
 
-    def real_id(i):
+    def real_id(i: Optional[int]) -> Optional[int]:
         return real[-i - 1] if i is not None and i < 0 else i
 
-    for folder in plan.folders:
-        folder.inserts = [(real_id(row[0]), *row[1:]) for row in folder.inserts]
-    groups = plan.groups
-    groups.inserts = [(set_id, tuple(real_id(i) for i in ids), shape, (won[0], real_id(won[1]), won[2]))
-                      for set_id, ids, shape, won in groups.inserts]
-    groups.updates = [(row[0], real_id(row[1]), *row[2:]) for row in groups.updates]
-    plan.matches.inserts = [{**m, "final_image_id": real_id(m["final_image_id"]),
-                             "sandbox_image_id": real_id(m["sandbox_image_id"])} for m in plan.matches.inserts]
+    return real_id
 
 
 def apply_plan(conn: Connection, project_id: int, plan: ProjectPlan, progress: Optional[Progress] = None) -> None:
     """Write the plan inside the caller's transaction. Stale derived rows go
     first, while the images they name still exist; then images; then the new
     groups and matches, which may name images inserted just before."""
-    renumber(plan, dialects.reserve_ids(conn, images, sum(len(f.inserts) for f in plan.folders)))
+    real_id = real_ids(dialects.reserve_ids(conn, images, sum(len(f.inserts) for f in plan.folders)))
     delete_matches(conn, plan.matches)
     delete_groups(conn, plan.groups)
     for folder in plan.folders:
-        write_folder(conn, project_id, folder, progress)
+        write_folder(conn, project_id, folder, real_id, progress)
     faults.reach("images_written")
     if progress is not None:
         progress("writing groups and matches", 0, None)
-    write_groups(conn, project_id, plan.groups)
+    write_groups(conn, project_id, plan.groups, real_id)
     faults.reach("groups_written")
-    write_matches(conn, plan.matches)
+    write_matches(conn, plan.matches, real_id)
     faults.reach("matches_written")

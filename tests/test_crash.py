@@ -316,6 +316,49 @@ def test_ctrl_c_leaves_the_project_as_it_was(world, tmp_path, point, nth):
     assert_each_project(Catalogue.of(db, world["order"]), world, kind, nth, synced_too=point == "committed")
 
 
+# These trees are too small for a run to start workers of its own; this
+# makes every run plan the next projects in a worker ahead of their turn
+# (catalog/ahead.py), so the same points are reached with plans made elsewhere.
+AHEAD = {"CATALOG_AHEAD_MIN_IMAGES": "0"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ON_BOTH)
+@pytest.mark.parametrize("point, nth", [("planned", 2), ("sync_started", 2), ("images_written", 3),
+                                        ("committed", 2)])
+def test_sigkill_with_plans_made_ahead(world, tmp_path, point, nth):
+    """A run whose next projects are planned by a worker, killed at a point:
+    the same outcome as any kill there, no worker outlives it (they hold the
+    run's output pipes, so one left running would keep this test waiting),
+    and the next run ends where an uninterrupted one does."""
+    kind = world["incremental"]
+    db = start_db(world, kind, tmp_path)
+    killed = catalog(db, "index", kind.target, env={**crash_env(point, nth, "kill"), **AHEAD}, timeout=120)
+    assert assert_stopped_at(killed, point, nth, -signal.SIGKILL) == []
+    assert integrity(db) == "ok"
+    assert_each_project(Catalogue.of(db, world["order"]), world, kind, nth, synced_too=point == "committed")
+    rerun = catalog(db, "index", kind.target, env=with_env(**AHEAD))
+    assert rerun.returncode == 0, rerun.stderr
+    assert images_of(db) == kind.after.images
+    assert views(db) == kind.after_views
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", ON_BOTH)
+def test_ctrl_c_with_plans_made_ahead(world, tmp_path):
+    """A real SIGINT while a worker plans the next project: one line, exit
+    130, the project being written rolled back, and the run ends promptly
+    (the worker is stopped, not waited for)."""
+    kind = world["incremental"]
+    db = start_db(world, kind, tmp_path)
+    result = catalog(db, "index", kind.target, env={**crash_env("sync_started", 2, "sigint"), **AHEAD}, timeout=120)
+    rest = assert_stopped_at(result, "sync_started", 2, 130)
+    assert "Traceback" not in result.stderr
+    assert len(rest) == 1 and rest[0].startswith("catalog: error: interrupted"), result.stderr
+    assert integrity(db) == "ok"
+    assert_each_project(Catalogue.of(db, world["order"]), world, kind, 2, synced_too=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend_name", ON_BOTH)
 @pytest.mark.parametrize("args", [["export"], ["export", "--merge"], ["export-anomalies"]],

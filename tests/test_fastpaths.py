@@ -3,7 +3,10 @@
 - names and headers read by worker processes (catalog/reading.py) against
   the same files read one by one in this process;
 - the bulk writer's time conversion (catalog/bulk.py) against SQLAlchemy's;
-- a whole index with workers and tiny chunks against one without workers.
+- a whole index with workers and tiny chunks against one without workers;
+- a whole run with the next projects planned ahead by workers
+  (catalog/ahead.py) against one planned project by project, on random
+  changes to every project.
 
 The incremental derivation of a re-index (catalog/sync.py `derive`) is held
 equal to a fresh index by tests/test_reindex_differential.py.
@@ -11,6 +14,7 @@ equal to a fresh index by tests/test_reindex_differential.py.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import sqlite3
@@ -24,7 +28,7 @@ from hypothesis import strategies as st
 from sqlalchemy import DateTime
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from catalog import reading
+from catalog import ahead, reading
 from catalog.bulk import bind_converter
 from catalog.scan import scan_images
 
@@ -156,3 +160,87 @@ def test_runs_on_names_equal_the_selectors_groups(specs, stored):
         assert sorted(selector_runs_of(as_stored)) == expected
     else:
         assert sorted(selector_runs_of(rows)) == expected
+
+
+def _count_plans_made_ahead(monkeypatch) -> list[str]:
+    """Names of the projects handed to a worker to plan, as they are handed."""
+    handed: list[str] = []
+    real_run_pool = ahead.run_pool
+
+    def counting_pool(**kwargs):
+        pool = real_run_pool(**kwargs)
+        if pool is not None and not hasattr(pool, "counted"):
+            submit = pool.submit
+
+            def counted_submit(fn, *args):
+                if fn is ahead.plan_elsewhere:
+                    handed.append(args[1].name)
+                return submit(fn, *args)
+
+            pool.submit = counted_submit  # type: ignore[method-assign]
+            pool.counted = True  # type: ignore[attr-defined]
+        return pool
+
+    monkeypatch.setattr(ahead, "run_pool", counting_pool)
+    return handed
+
+
+@pytest.mark.parametrize("seed", [3, 17])
+def test_plans_made_ahead_equal_plans_made_in_turn(sample, tmp_path, monkeypatch, seed):
+    """The same runs (a first index, then re-indexes after random removals,
+    additions, changes and renames in every project) give the same catalogue
+    whether the next projects are planned by workers ahead of their turn or
+    each in its turn by the main process."""
+    root, _ = sample
+    monkeypatch.setattr(reading, "default_workers", lambda: 0)
+    in_turn = Run(tmp_path / "in_turn.db")
+    monkeypatch.setattr(reading, "default_workers", lambda: 1)
+    monkeypatch.setattr(ahead, "MIN_IMAGES", 0)
+    handed = _count_plans_made_ahead(monkeypatch)
+    planned_ahead = Run(tmp_path / "ahead.db")
+    rng = random.Random(seed)
+    for step in range(3):
+        if step:
+            pngs = sorted((root / "sandbox").rglob("*.png")) + sorted(root.glob("*/*.png"))
+            for path in rng.sample(pngs, 12):
+                what = rng.choice(["remove", "change", "rename", "copy"])
+                if what == "remove":
+                    path.unlink()
+                elif what == "change":
+                    with open(path, "ab") as f:
+                        f.write(b"\0")
+                elif what == "rename":
+                    path.rename(path.with_name(
+                        f"2030{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}_{rng.randrange(24):02d}0000"
+                        f"_stage{rng.choice(['1', '1.5', '2', '3'])}_moved.png"))
+                else:
+                    shutil.copyfile(path, path.with_name(f"2030{rng.randrange(1, 13):02d}01_000000_stage2_copy.png"))
+        monkeypatch.setattr(reading, "default_workers", lambda: 0)
+        plain = in_turn("index", root, "--json")
+        monkeypatch.setattr(reading, "default_workers", lambda: 1)
+        before = len(handed)
+        parallel = planned_ahead("index", root, "--json")
+        assert plain.exit_code == 0 and parallel.exit_code == 0, (plain.output, parallel.output)
+        assert len(handed) > before, "no project was planned by a worker"
+        assert _dump(tmp_path / "ahead.db") == _dump(tmp_path / "in_turn.db"), f"step {step}"
+        # What each run reports is the same too (but for the time it took).
+        summaries = [json.loads(r.stdout) for r in (plain, parallel)]
+        for summary in summaries:
+            for project in summary:
+                del project["seconds"]
+        assert summaries[0] == summaries[1]
+
+
+def test_warnings_of_a_plan_made_ahead_are_reported(sample, tmp_path, monkeypatch):
+    """A project planned by a worker reports its warnings like any other."""
+    root, _ = sample
+    # The second project is the first one handed to a worker (the main
+    # process plans the first), whatever the timing.
+    shutil.rmtree(root / "mojo-1")  # its final folder: a warning, not an error
+    monkeypatch.setattr(reading, "default_workers", lambda: 1)
+    monkeypatch.setattr(ahead, "MIN_IMAGES", 0)
+    handed = _count_plans_made_ahead(monkeypatch)
+    done = Run(tmp_path / "c.db")("index", root)
+    assert done.exit_code == 0, done.output
+    assert "mojo-1" in handed
+    assert f"final folder {root / 'mojo-1'} not found" in done.output

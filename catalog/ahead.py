@@ -1,0 +1,172 @@
+"""Plan ahead: the next projects of a run are planned by worker processes
+while the main process writes the current one.
+
+Owns which projects are handed to the run's workers (catalog/reading.py
+`shared_workers`) and how their plans come back. A sync is a plan (read the
+project's rows, scan its folders, derive; no lock) and then a write (under
+the project's lock, catalog/index.py). One project's plan does not depend on
+another's write, so a run over many projects keeps both cores busy: while
+one project is written, the next ones are planned.
+
+Plans are still written one project at a time, in the run's order, so ids
+and set ids do not depend on which process planned what. A plan made
+elsewhere is checked like one made here: under the lock, if the project's
+generation moved since it was read, the main process plans again.
+
+Anything that goes wrong in a worker (a folder that cannot be read, a lost
+server, a worker that died) is not reported from there: the main process
+then plans that project itself and reports what it finds in the usual way.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING, Optional
+
+from .images import Progress
+from .projects import Project
+from .reading import run_pool
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from .index import Planned
+
+# In a worker: one engine per catalogue, kept for the worker's life.
+_engines: dict[str, Engine] = {}
+
+
+def plan_elsewhere(target: str, project: Project) -> Planned:
+    """In a worker: the first half of `project`'s sync (catalog/index.py
+    `plan_sync`), made on the worker's own read-only connection."""
+    from .database import open_engine
+    from .index import plan_sync
+
+    engine = _engines.get(target)
+    if engine is None:
+        engine = _engines[target] = open_engine(target, readonly=True)
+    return _lighter(plan_sync(engine, project))
+
+
+def _lighter(planned: Planned) -> Planned:
+    """A plan kept for later (or sent back from a worker) needs only its
+    writes: the rows were needed to derive, not to write."""
+    for folder in planned.plan.folders:
+        folder.drop_rows()
+    return planned
+
+
+# Workers plan for a run only when it is large enough to repay starting one
+# (about a third of a second of CPU): the catalogue already holds this many
+# images, or the first project planned has this many.
+# CATALOG_AHEAD_MIN_IMAGES overrides it (0: always, as the tests do to take
+# this path on small trees).
+MIN_IMAGES = int(os.environ.get("CATALOG_AHEAD_MIN_IMAGES", "5000"))
+# While it waits for a worker's plan, the main process plans projects ahead
+# of their turn and holds them, as long as the rows they will write stay
+# under this (about 25 MB of a first index; a re-index of unchanged folders
+# writes nothing, so it may plan every project ahead).
+MAX_HELD_ROWS = 40_000
+
+
+class Ahead:
+    """Gives the plans of a run's projects in order, planning the next ones
+    in the workers while one is written.
+
+        ahead = Ahead(engine, target, projects)
+        for project in projects:
+            planned = ahead.take(project, progress)  # then write it
+
+    Projects are handed to the workers a few ahead of the one being written.
+    While the plan the main process needs is still being made by a worker,
+    it plans the next projects not handed out yet itself instead of waiting
+    (as long as they hold fewer than MAX_HELD_ROWS rows to write, so memory
+    stays that of a few projects however many the run has).
+    """
+
+    def __init__(self, engine: Engine, target: str, projects: Sequence[Project]):
+        self.engine = engine
+        self.target = target
+        self.pool: Optional[ProcessPoolExecutor] = None
+        self.depth = 0
+        self.decided = len(projects) < 2  # nothing to plan ahead of
+        # Guards the two below: the pool's thread hands out work too.
+        self.lock = threading.RLock()
+        self.queue = list(projects)  # not handed out yet, in order
+        self.futures: dict[str, Future] = {}
+        self.held: dict[str, Optional[Planned]] = {}  # planned here ahead of its turn (None: failed)
+
+    def take(self, project: Project, progress: Optional[Progress] = None) -> Planned:
+        """`project`'s plan: made ahead of its turn, or now. Errors of a plan
+        made now are raised; a plan made ahead that failed is made again
+        now, where its error is raised."""
+        from .index import plan_sync
+
+        with self.lock:
+            if self.queue and self.queue[0].name == project.name:
+                self.queue.pop(0)  # its turn came before anyone planned it
+            future = self.futures.pop(project.name, None)
+        if not self.decided and self._catalogue_size() >= MIN_IMAGES:
+            self._start()
+        while project.name not in self.held and future is not None and not future.done():
+            if self._held_rows() >= MAX_HELD_ROWS:
+                break
+            with self.lock:
+                ahead = self.queue.pop(0) if self.queue else None
+            if ahead is None:
+                break  # nothing left to do meanwhile: wait
+            try:
+                self.held[ahead.name] = _lighter(plan_sync(self.engine, ahead))
+            except Exception:
+                self.held[ahead.name] = None
+        planned = self.held.pop(project.name, None)
+        if planned is None and future is not None:
+            try:
+                planned = future.result()
+            except Exception:
+                planned = None
+        if planned is None:
+            planned = plan_sync(self.engine, project, progress)
+        if not self.decided:
+            self.decided = True
+            changes = planned.plan.changes
+            if changes.added + changes.changed + changes.removed + changes.unchanged >= MIN_IMAGES:
+                self._start()
+        return planned
+
+    def _held_rows(self) -> int:
+        return sum(p.plan.rows_to_write for p in self.held.values() if p is not None)
+
+    def _catalogue_size(self) -> int:
+        from sqlalchemy import func, select
+
+        from .schema import images
+
+        # max(id) rather than count(*): read from the key, not the table.
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(images.c.id))).scalar() or 0
+
+    def _start(self) -> None:
+        self.decided = True
+        self.pool = run_pool(for_plans=True)
+        # One plan per worker at a time; the next is handed out as soon as
+        # one is done (from the pool's thread), so finished plans do not
+        # pile up and the main process finds projects left to plan itself.
+        self.depth = self.pool._max_workers if self.pool is not None else 0  # type: ignore[attr-defined]
+        self._hand_out()
+
+    def _hand_out(self, _done: Optional[Future] = None) -> None:
+        with self.lock:
+            while (self.pool is not None and self.queue
+                   and sum(not f.done() for f in self.futures.values()) < self.depth):
+                project = self.queue.pop(0)
+                try:
+                    future = self.pool.submit(plan_elsewhere, self.target, project)
+                except RuntimeError:  # the pool is shutting down: the run is ending
+                    self.queue.insert(0, project)
+                    return
+                self.futures[project.name] = future
+                future.add_done_callback(self._hand_out)
