@@ -61,7 +61,7 @@ def _lighter(planned: Planned) -> Planned:
 
 # Workers plan for a run only when it is large enough to repay starting one
 # (about a third of a second of CPU): the catalogue already holds this many
-# images, or the first project planned has this many.
+# images, or the walk of the first project finds this many.
 # CATALOG_AHEAD_MIN_IMAGES overrides it (0: always, as the tests do to take
 # this path on small trees).
 MIN_IMAGES = int(os.environ.get("CATALOG_AHEAD_MIN_IMAGES", "5000"))
@@ -91,7 +91,7 @@ class Ahead:
         self.engine = engine
         self.target = target
         self.pool: Optional[ProcessPoolExecutor] = None
-        self.depth = 0
+        self.workers = 0
         self.decided = len(projects) < 2  # nothing to plan ahead of
         # Guards the two below: the pool's thread hands out work too.
         self.lock = threading.RLock()
@@ -129,13 +129,22 @@ class Ahead:
             except Exception:
                 planned = None
         if planned is None:
-            planned = plan_sync(self.engine, project, progress)
-        if not self.decided:
-            self.decided = True
-            changes = planned.plan.changes
-            if changes.added + changes.changed + changes.removed + changes.unchanged >= MIN_IMAGES:
-                self._start()
+            planned = plan_sync(self.engine, project, progress if self.decided else self._watching(progress))
+        self.decided = True
         return planned
+
+    def _watching(self, progress: Optional[Progress]) -> Progress:
+        """`progress`, which also starts planning ahead as soon as the walk
+        of the first project has found MIN_IMAGES images: the workers start
+        on the next projects while this one is still being planned."""
+
+        def watch(phase: str, done: int, total: Optional[int]) -> None:
+            if not self.decided and phase.startswith("scanning") and done >= MIN_IMAGES:
+                self._start()
+            if progress is not None:
+                progress(phase, done, total)
+
+        return watch
 
     def _held_rows(self) -> int:
         return sum(p.plan.rows_to_write for p in self.held.values() if p is not None)
@@ -152,16 +161,20 @@ class Ahead:
     def _start(self) -> None:
         self.decided = True
         self.pool = run_pool(for_plans=True)
-        # One plan per worker at a time; the next is handed out as soon as
-        # one is done (from the pool's thread), so finished plans do not
-        # pile up and the main process finds projects left to plan itself.
-        self.depth = self.pool._max_workers if self.pool is not None else 0  # type: ignore[attr-defined]
+        self.workers = self.pool._max_workers if self.pool is not None else 0  # type: ignore[attr-defined]
         self._hand_out()
 
     def _hand_out(self, _done: Optional[Future] = None) -> None:
+        """Keep one plan per worker going, and one more queued while enough
+        projects are left (so a worker starts its next plan while its last
+        one travels back, but the last projects stay for whoever is free
+        first: a queued plan cannot be taken back). The next is handed out
+        as soon as one is done (from the pool's thread), so finished plans
+        do not pile up and the main process finds projects to plan itself."""
         with self.lock:
             while (self.pool is not None and self.queue
-                   and sum(not f.done() for f in self.futures.values()) < self.depth):
+                   and sum(not f.done() for f in self.futures.values())
+                   < self.workers + (1 if len(self.queue) > self.workers + 1 else 0)):
                 project = self.queue.pop(0)
                 try:
                     future = self.pool.submit(plan_elsewhere, self.target, project)
