@@ -353,7 +353,7 @@ def test_ctrl_c_with_plans_made_ahead(world, tmp_path):
     db = start_db(world, kind, tmp_path)
     result = catalog(db, "index", kind.target, env={**crash_env("sync_started", 2, "sigint"), **AHEAD}, timeout=120)
     rest = assert_stopped_at(result, "sync_started", 2, 130)
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
     assert len(rest) == 1 and rest[0].startswith("catalog: error: interrupted"), result.stderr
     assert integrity(db) == "ok"
     assert_each_project(Catalogue.of(db, world["order"]), world, kind, 2, synced_too=False)
