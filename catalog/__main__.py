@@ -1,6 +1,16 @@
-"""``python -m catalog``: the same command line as the `catalog` script."""
+"""``python -m catalog`` and the `catalog` script: the command line.
 
-from catalog.cli import app
+Worker processes (catalog/reading.py) start by importing the main module of
+the process that started them; importing this one costs nothing, and the
+command line (Typer, Rich) is imported only when it runs.
+"""
 
-if __name__ == "__main__":  # not when a worker process (catalog/reading.py) imports it
+
+def main() -> None:
+    from catalog.cli import app
+
     app(prog_name="catalog")
+
+
+if __name__ == "__main__":
+    main()

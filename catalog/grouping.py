@@ -40,6 +40,11 @@ def selector_runs(stages: Sequence[float], lookahead: int = LOOKAHEAD) -> list[l
     n = len(stages)
     start = 0
     while start < n:
+        if start + 1 < n and stages[start + 1] <= stages[start]:
+            # Most images start no run (the next one is not higher): the
+            # loop below would find just that, at several times the cost.
+            start += 1
+            continue
         run = [start]
         last = start
         while True:
