@@ -26,29 +26,64 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Optional
 
-from .images import Progress
-from .projects import Project
 from .reading import run_pool
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from .images import Progress
     from .index import Planned
+    from .projects import Project
 
 # In a worker: one engine per catalogue, kept for the worker's life.
 _engines: dict[str, Engine] = {}
 
 
-def plan_elsewhere(target: str, project: Project) -> Planned:
-    """In a worker: the first half of `project`'s sync (catalog/index.py
-    `plan_sync`), made on the worker's own read-only connection."""
+def _engine(target: str) -> Engine:
     from .database import open_engine
-    from .index import plan_sync
 
     engine = _engines.get(target)
     if engine is None:
         engine = _engines[target] = open_engine(target, readonly=True)
-    return _lighter(plan_sync(engine, project))
+    return engine
+
+
+def plan_elsewhere(target: str, project: Project) -> Planned:
+    """In a worker: the first half of `project`'s sync (catalog/index.py
+    `plan_sync`), made on the worker's own read-only connection."""
+    from .index import plan_sync
+
+    return _lighter(plan_sync(_engine(target), project))
+
+
+def _get_ready(target: str) -> None:
+    """In a worker: import what planning needs and open the catalogue."""
+    import catalog.index  # noqa: F401
+
+    _engine(target)
+
+
+# A SQLite catalogue takes about 280 bytes per image (measured at 120K).
+BYTES_PER_IMAGE = 250
+
+
+def start_early(target: str) -> None:
+    """Start the run's workers now, before this process has imported the
+    database stack, when the catalogue is a SQLite file large enough to
+    hold MIN_IMAGES images: they get ready (a third of a second of imports)
+    while this process does the same, instead of after. The pool then waits
+    for `Ahead` to hand out work, or reads chunks of new files."""
+    from .database import sqlite_path
+
+    path = sqlite_path(target)
+    try:
+        large = path is not None and os.path.getsize(path) >= MIN_IMAGES * BYTES_PER_IMAGE
+    except OSError:
+        return  # a new catalogue
+    if large:
+        pool = run_pool()
+        if pool is not None:
+            pool.submit(_get_ready, target)
 
 
 def _lighter(planned: Planned) -> Planned:

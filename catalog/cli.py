@@ -203,12 +203,23 @@ def index(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary on stdout.")] = False,
 ) -> None:
     """Record every sandbox and final image of the projects under PATH..."""
+    from catalog.ahead import start_early
+    from catalog.reading import shared_workers
+
+    # One pool of worker processes serves the whole run (catalog/reading.py);
+    # on a large catalogue it starts now, while this process gets ready.
+    with shared_workers():
+        if not dry_run:
+            start_early(state.db)
+        _index(paths, project, sandbox, final, dry_run, list_paths, quiet, as_json)
+
+
+def _index(paths, project, sandbox, final, dry_run: bool, list_paths: bool, quiet: bool, as_json: bool) -> None:
     from catalog.ahead import Ahead
     from catalog.database import open_catalog, open_existing
     from catalog.errors import UsageError
     from catalog.index import sync_or_fail, vanished
     from catalog.projects import requested, stored_projects
-    from catalog.reading import shared_workers
 
     if list_paths and not dry_run:
         raise UsageError("--list goes with --dry-run")
@@ -232,18 +243,17 @@ def index(
                        f"(left out of exports; `catalog forget {p.name}` removes it)", err=True)
         else:
             to_sync.append((i, p))
+    # The next projects are planned by workers while one is written.
+    ahead = None if dry_run or engine is None else Ahead(engine, state.db, [p for _, p in to_sync])
     try:
-        with shared_workers():
-            # The next projects are planned by workers while one is written.
-            ahead = None if dry_run or engine is None else Ahead(engine, state.db, [p for _, p in to_sync])
-            for i, p in to_sync:
-                label = f"{p.name} ({i}/{len(found)})" if len(found) > 1 else p.name
-                summary = _with_progress(
-                    lambda cb, p=p: sync_or_fail(engine, p, dry_run=dry_run, list_paths=list_paths, progress=cb,
-                                                 target=state.db, ahead=ahead),
-                    label)
-                summaries.append(summary)
-                _report(summary, quiet, as_json)
+        for i, p in to_sync:
+            label = f"{p.name} ({i}/{len(found)})" if len(found) > 1 else p.name
+            summary = _with_progress(
+                lambda cb, p=p: sync_or_fail(engine, p, dry_run=dry_run, list_paths=list_paths, progress=cb,
+                                             target=state.db, ahead=ahead),
+                label)
+            summaries.append(summary)
+            _report(summary, quiet, as_json)
     except KeyboardInterrupt as exc:
         raise Interrupted(_interrupted_index(exc, summaries)) from None
     for p in vanished(engine, [p.name for p in found]):
