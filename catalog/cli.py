@@ -131,8 +131,17 @@ def handled(fn):
                 raise
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt as exc:
-            fail(str(exc) if isinstance(exc, Interrupted) else
-                 "interrupted; " + INTERRUPTED.get(fn.__name__, "nothing was changed"), 130)
+            message = (str(exc) if isinstance(exc, Interrupted) else
+                       "interrupted; " + INTERRUPTED.get(fn.__name__, "nothing was changed"))
+            if "catalog.reading" in sys.modules and sys.modules["catalog.reading"].abandoned():
+                # The run's workers were killed mid-task: end here, without
+                # the interpreter's exit handlers, whose tidying of that pool
+                # can print a stray traceback (see reading.shared_workers).
+                typer.echo(f"catalog: error: {message}", err=True)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(130)
+            fail(message, 130)
         except BrokenPipeError:
             # `catalog sql ... | head`: the reader left; not an error worth a trace.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -204,26 +213,29 @@ def index(
 ) -> None:
     """Record every sandbox and final image of the projects under PATH..."""
     from catalog.ahead import start_early
-    from catalog.reading import shared_workers
-
-    # One pool of worker processes serves the whole run (catalog/reading.py);
-    # on a large catalogue it starts now, while this process gets ready.
-    with shared_workers():
-        if not dry_run:
-            start_early(state.db)
-        _index(paths, project, sandbox, final, dry_run, list_paths, quiet, as_json)
-
-
-def _index(paths, project, sandbox, final, dry_run: bool, list_paths: bool, quiet: bool, as_json: bool) -> None:
-    from catalog.ahead import Ahead
-    from catalog.database import open_catalog, open_existing
     from catalog.errors import UsageError
-    from catalog.index import sync_or_fail, vanished
-    from catalog.projects import requested, stored_projects
+    from catalog.projects import requested
+    from catalog.reading import shared_workers
 
     if list_paths and not dry_run:
         raise UsageError("--list goes with --dry-run")
     found = requested(paths, project, sandbox, final)
+    # One pool of worker processes serves the whole run (catalog/reading.py);
+    # for several projects (none named: every catalogued one) in a large
+    # catalogue it starts now, while this process gets ready.
+    with shared_workers():
+        if not dry_run and len(found) != 1:
+            start_early(state.db)
+        _index(found, dry_run, list_paths, quiet, as_json)
+
+
+def _index(found: list, dry_run: bool, list_paths: bool, quiet: bool, as_json: bool) -> None:
+    from catalog.ahead import Ahead
+    from catalog.database import open_catalog, open_existing
+    from catalog.errors import UsageError
+    from catalog.index import sync_or_fail, vanished
+    from catalog.projects import stored_projects
+
     if not found:
         # No PATH: every catalogued project, from the folders it was indexed from.
         reader = open_catalog(state.db, write=False)

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from sqlalchemy import select
-
 from .errors import UsageError
 
 LAYOUTS_HELP = (
@@ -134,6 +132,8 @@ def requested(paths: Optional[list[str]], name: Optional[str], sandbox: Optional
 
 def stored_projects(conn) -> list[Project]:
     """Every catalogued project, from the folders it was last indexed from."""
+    from sqlalchemy import select
+
     from .dialects import byte_ordered
     from .schema import projects
 

@@ -128,24 +128,47 @@ def shared_workers(workers: Optional[int] = None) -> Iterator[None]:
     workers, started at first use and stopped on leaving. Starting a worker
     costs about a third of a second of CPU (a fresh interpreter importing
     the package); a run over many projects pays it once instead of per folder."""
-    global _shared
+    global _shared, _abandoned
     if _shared is not None:  # already inside one
         yield
         return
     _shared = _RunPool(default_workers() if workers is None else workers)
-    failed = True
+    interrupted = False
     try:
         yield
-        failed = False
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         run, _shared = _shared, None
         if run.pool is not None:
-            if failed:
-                # Ctrl-C or an error: a worker may be planning a whole
-                # project; nothing it returns is wanted any more.
-                for process in list((getattr(run.pool, "_processes", None) or {}).values()):
-                    process.terminate()
-            run.pool.shutdown(wait=not failed, cancel_futures=True)
+            if interrupted:
+                # Ctrl-C: a worker may be planning a whole project, and
+                # nothing it returns is wanted any more. The workers are
+                # killed, and the pool is not shut down: its shutdown sends
+                # them stop messages, and one written to a pipe a dead
+                # worker closed makes the pool's feeder thread print a
+                # traceback. The command line ends the process without
+                # running exit handlers, which would do the same (`abandoned`).
+                processes = list((getattr(run.pool, "_processes", None) or {}).values())
+                for process in processes:
+                    process.kill()
+                for process in processes:
+                    process.join()
+                _abandoned = True
+            else:
+                run.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Set when a run's workers were killed on the way out of `shared_workers`
+# (Ctrl-C; on any other exception the pool is shut down as usual).
+_abandoned = False
+
+
+def abandoned() -> bool:
+    """Whether this process killed its workers on Ctrl-C and should end
+    without the interpreter's exit handlers."""
+    return _abandoned
 
 
 def run_pool(*, for_plans: bool = False) -> Optional[ProcessPoolExecutor]:
