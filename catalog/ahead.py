@@ -35,6 +35,21 @@ if TYPE_CHECKING:
     from .index import Planned
     from .projects import Project
 
+# Workers plan for a run only when it is large enough to repay starting one
+# (about a third of a second of CPU): the catalogue already holds this many
+# images, or the walk of the first project finds this many.
+# CATALOG_AHEAD_MIN_IMAGES overrides it (0: always, as the tests do to take
+# this path on small trees).
+MIN_IMAGES = int(os.environ.get("CATALOG_AHEAD_MIN_IMAGES", "5000"))
+# While it waits for a worker's plan, the main process plans projects ahead
+# of their turn and holds them, as long as the rows they will write stay
+# under this (about 25 MB of a first index; a re-index of unchanged folders
+# writes nothing, so it may plan every project ahead).
+MAX_HELD_ROWS = 40_000
+# A SQLite catalogue takes about 280 bytes per image (measured at 120K).
+BYTES_PER_IMAGE = 250
+
+
 # In a worker: one engine per catalogue, kept for the worker's life.
 _engines: dict[str, Engine] = {}
 
@@ -63,10 +78,6 @@ def _get_ready(target: str) -> None:
     _engine(target)
 
 
-# A SQLite catalogue takes about 280 bytes per image (measured at 120K).
-BYTES_PER_IMAGE = 250
-
-
 def start_early(target: str) -> None:
     """Start the run's workers now, before this process has imported the
     database stack, when the catalogue is a SQLite file large enough to
@@ -92,19 +103,6 @@ def _lighter(planned: Planned) -> Planned:
     for folder in planned.plan.folders:
         folder.drop_rows()
     return planned
-
-
-# Workers plan for a run only when it is large enough to repay starting one
-# (about a third of a second of CPU): the catalogue already holds this many
-# images, or the walk of the first project finds this many.
-# CATALOG_AHEAD_MIN_IMAGES overrides it (0: always, as the tests do to take
-# this path on small trees).
-MIN_IMAGES = int(os.environ.get("CATALOG_AHEAD_MIN_IMAGES", "5000"))
-# While it waits for a worker's plan, the main process plans projects ahead
-# of their turn and holds them, as long as the rows they will write stay
-# under this (about 25 MB of a first index; a re-index of unchanged folders
-# writes nothing, so it may plan every project ahead).
-MAX_HELD_ROWS = 40_000
 
 
 class Ahead:
