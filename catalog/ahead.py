@@ -43,9 +43,10 @@ if TYPE_CHECKING:
 MIN_IMAGES = int(os.environ.get("CATALOG_AHEAD_MIN_IMAGES", "5000"))
 # While it waits for a worker's plan, the main process plans projects ahead
 # of their turn and holds them, as long as the rows they will write stay
-# under this (about 25 MB of a first index; a re-index of unchanged folders
-# writes nothing, so it may plan every project ahead).
-MAX_HELD_ROWS = 40_000
+# under this (about one 20K-image project of a first index, 15 MB; a
+# re-index of unchanged folders writes nothing, so it may plan every project
+# ahead). Memory: the plan being written, these, and the workers' plans.
+MAX_HELD_ROWS = 20_000
 # A SQLite catalogue takes about 280 bytes per image (measured at 120K).
 BYTES_PER_IMAGE = 250
 

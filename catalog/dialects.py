@@ -92,9 +92,10 @@ def setup_sqlite(dbapi_conn: sqlite3.Connection, *, readonly: bool) -> None:
         # In WAL, NORMAL keeps every commit atomic and consistent after a
         # crash; only the last commits may be lost on power failure.
         cur.execute("PRAGMA synchronous = NORMAL")
-        # 64 MiB of page cache: a project sync touches every page of the
-        # images indexes; the 2 MiB default makes it re-read them.
-        cur.execute("PRAGMA cache_size = -65536")
+        # 32 MiB of page cache: a project sync touches every page of its
+        # part of the images indexes; the 2 MiB default makes it re-read
+        # them. More only adds to the memory of a large catalogue's run.
+        cur.execute("PRAGMA cache_size = -32768")
     cur.close()
 
 
