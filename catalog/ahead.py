@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Optional
@@ -132,6 +133,14 @@ class Ahead:
         self.queue = list(projects)  # not handed out yet, in order
         self.futures: dict[str, Future] = {}
         self.held: dict[str, Optional[Planned]] = {}  # planned here ahead of its turn (None: failed)
+        self.to_write = len(projects)  # projects whose write is still to come
+        # Seconds the main process took to plan a project, and to write one.
+        self.plan_seconds: list[float] = []
+        self.write_seconds: list[float] = []
+
+    def wrote(self, seconds: float) -> None:
+        """A project's write took `seconds` (told by the sync)."""
+        self.write_seconds.append(seconds)
 
     def take(self, project: Project, progress: Optional[Progress] = None) -> Planned:
         """`project`'s plan: made ahead of its turn, or now. Errors of a plan
@@ -146,14 +155,16 @@ class Ahead:
         if not self.decided and self._catalogue_size() >= MIN_IMAGES:
             self._start()
         while project.name not in self.held and future is not None and not future.done():
-            if self._held_rows() >= MAX_HELD_ROWS:
+            if self._held_rows() >= MAX_HELD_ROWS or not self._worth_planning_here():
                 break
             with self.lock:
                 ahead = self.queue.pop(0) if self.queue else None
             if ahead is None:
                 break  # nothing left to do meanwhile: wait
+            clock = time.perf_counter()
             try:
                 self.held[ahead.name] = _lighter(plan_sync(self.engine, ahead))
+                self.plan_seconds.append(time.perf_counter() - clock)
             except Exception:
                 self.held[ahead.name] = None
         planned = self.held.pop(project.name, None)
@@ -163,9 +174,29 @@ class Ahead:
             except Exception:
                 planned = None
         if planned is None:
+            clock = time.perf_counter()
             planned = plan_sync(self.engine, project, progress if self.decided else self._watching(progress))
+            self.plan_seconds.append(time.perf_counter() - clock)
         self.decided = True
+        self.to_write -= 1
         return planned
+
+    def _worth_planning_here(self) -> bool:
+        """Whether the main process, waiting for a worker's plan, should plan
+        the next project itself: only while its own work left (writing every
+        project still to come, and that plan) stays below the workers' (the
+        plan being waited for, the others handed out and not done, and
+        those not handed out yet, less the one it would take). A first index writes a lot (the main process then plans
+        few projects); a re-index of unchanged folders writes next to
+        nothing (it plans about half). Before both are measured: yes."""
+        if not self.plan_seconds or not self.write_seconds or self.workers <= 0:
+            return True
+        plan = sum(self.plan_seconds) / len(self.plan_seconds)
+        write = sum(self.write_seconds) / len(self.write_seconds)
+        with self.lock:
+            running = sum(not f.done() for f in self.futures.values())
+            left = len(self.queue)
+        return self.to_write * write + plan <= (1 + running + left - 1) * plan / self.workers
 
     def _watching(self, progress: Optional[Progress]) -> Progress:
         """`progress`, which also starts planning ahead as soon as the walk

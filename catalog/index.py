@@ -204,6 +204,7 @@ def _sync(engine: Engine, project: Project, progress: Optional[Progress],
     planned_on, plan = planned.planned_on, planned.plan
     summary.warnings.extend(planned.warnings)
     faults.reach("planned")
+    writing = time.perf_counter()
     with engine.begin() as conn:
         row = _project_row(conn, project.name)
         created = False
@@ -245,6 +246,8 @@ def _sync(engine: Engine, project: Project, progress: Optional[Progress],
             .values(indexed_at=utcnow(), derived_version=DERIVED_VERSION, generation=projects.c.generation + 1)
         )
         faults.reach("before_commit")
+    if ahead is not None:
+        ahead.wrote(time.perf_counter() - writing)
     summary.take(plan)
     for key in ProjectSummary.DERIVED:
         setattr(summary, key, counts[key])
