@@ -117,9 +117,10 @@ class Ahead:
 
     Projects are handed to the workers a few ahead of the one being written.
     While the plan the main process needs is still being made by a worker,
-    it plans the next projects not handed out yet itself instead of waiting
-    (as long as they hold fewer than MAX_HELD_ROWS rows to write, so memory
-    stays that of a few projects however many the run has).
+    it plans the next projects not handed out yet itself instead of waiting,
+    while that keeps the two sides' work even (`_worth_planning_here`) and
+    the plans it holds under MAX_HELD_ROWS rows to write, so memory stays
+    that of a few projects however many the run has.
     """
 
     def __init__(self, engine: Engine, target: str, projects: Sequence[Project]):
@@ -186,17 +187,21 @@ class Ahead:
         the next project itself: only while its own work left (writing every
         project still to come, and that plan) stays below the workers' (the
         plan being waited for, the others handed out and not done, and
-        those not handed out yet, less the one it would take). A first index writes a lot (the main process then plans
-        few projects); a re-index of unchanged folders writes next to
-        nothing (it plans about half). Before both are measured: yes."""
+        those not handed out yet, less the one it would take: the first and
+        the last cancel out). A first index writes a lot (the main process
+        then plans few projects); a re-index of unchanged folders writes
+        next to nothing (it plans about half). Before both are measured: yes."""
         if not self.plan_seconds or not self.write_seconds or self.workers <= 0:
             return True
         plan = sum(self.plan_seconds) / len(self.plan_seconds)
         write = sum(self.write_seconds) / len(self.write_seconds)
         with self.lock:
-            running = sum(not f.done() for f in self.futures.values())
-            left = len(self.queue)
-        return self.to_write * write + plan <= (1 + running + left - 1) * plan / self.workers
+            plans_left = self._running() + len(self.queue)
+        return self.to_write * write + plan <= plans_left * plan / self.workers
+
+    def _running(self) -> int:
+        """Plans handed out (other than the one taken) and not done yet."""
+        return sum(not f.done() for f in self.futures.values())
 
     def _watching(self, progress: Optional[Progress]) -> Progress:
         """`progress`, which also starts planning ahead as soon as the walk
@@ -238,8 +243,7 @@ class Ahead:
         do not pile up and the main process finds projects to plan itself."""
         with self.lock:
             while (self.pool is not None and self.queue
-                   and sum(not f.done() for f in self.futures.values())
-                   < self.workers + (1 if len(self.queue) > self.workers + 1 else 0)):
+                   and self._running() < self.workers + (1 if len(self.queue) > self.workers + 1 else 0)):
                 project = self.queue.pop(0)
                 try:
                     future = self.pool.submit(plan_elsewhere, self.target, project)

@@ -99,6 +99,14 @@ IncludeMarkedOpt = Annotated[bool, typer.Option(
 
 def fail(message: str, code: int) -> None:
     typer.echo(f"catalog: error: {message}", err=True)
+    reading = sys.modules.get("catalog.reading")
+    if reading is not None and reading.abandoned():
+        # The run's workers were killed mid-task (Ctrl-C): end here, without
+        # the interpreter's exit handlers, whose tidying of that pool can
+        # print a stray traceback (see reading.shared_workers).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     raise typer.Exit(code)
 
 
@@ -131,17 +139,8 @@ def handled(fn):
                 raise
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt as exc:
-            message = (str(exc) if isinstance(exc, Interrupted) else
-                       "interrupted; " + INTERRUPTED.get(fn.__name__, "nothing was changed"))
-            if "catalog.reading" in sys.modules and sys.modules["catalog.reading"].abandoned():
-                # The run's workers were killed mid-task: end here, without
-                # the interpreter's exit handlers, whose tidying of that pool
-                # can print a stray traceback (see reading.shared_workers).
-                typer.echo(f"catalog: error: {message}", err=True)
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(130)
-            fail(message, 130)
+            fail(str(exc) if isinstance(exc, Interrupted) else
+                 "interrupted; " + INTERRUPTED.get(fn.__name__, "nothing was changed"), 130)
         except BrokenPipeError:
             # `catalog sql ... | head`: the reader left; not an error worth a trace.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -18,7 +18,7 @@ image; a shorter run is dropped and the next starts at the following image.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from . import dialects
 from .bulk import chunks, executemany, fetch_tuples, time_converter
-from .images import S_FILENAME, S_ID, TIMESTAMP_CHARS, ImageRow, keep_id, stored_datetime
+from .images import S_FILENAME, S_ID, TIMESTAMP_CHARS, ImageRow, RealId, keep_id, stored_datetime
 from .names import format_stage, timestamp_key
 from .schema import group_members, image_groups, images
 
@@ -278,7 +278,7 @@ def plan_groups(stored: Sequence[StoredGroup], groups: Sequence[Sequence[ImageRo
 
 
 def write_groups(conn: Connection, project_id: int, plan: GroupPlan,
-                 real_id: Callable[[Optional[int]], Optional[int]] = keep_id) -> None:
+                 real_id: RealId = keep_id) -> None:
     """Write a group plan; stale groups were deleted first by `delete_groups`.
     `real_id` maps the provisional ids of new images (catalog/sync.py)."""
     executemany(conn, _update_winners, [(count, real_id(chosen), stage, gid)

@@ -241,13 +241,18 @@ def unchanged_folder(role: str, stored: dict[str, StoredImage]) -> FolderPlan:
     return FolderPlan(role, Changes(), [], [], [], dict(stored))
 
 
+# Maps an image id of a plan to the id it is written with (catalog/sync.py
+# `real_ids`: provisional ids of new images become reserved ones).
+RealId = Callable[[Optional[int]], Optional[int]]
+
+
 def keep_id(i: Optional[int]) -> Optional[int]:
     """The `real_id` of a plan without new images: every id is real."""
     return i
 
 
 def write_folder(conn: Connection, project_id: int, plan: FolderPlan,
-                 real_id: Callable[[Optional[int]], Optional[int]] = keep_id,
+                 real_id: RealId = keep_id,
                  progress: Optional[Progress] = None) -> None:
     """Write a folder plan: deletes, then inserts and updates, in batches.
     `real_id` maps the provisional ids of new images (catalog/sync.py)."""

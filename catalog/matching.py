@@ -18,7 +18,7 @@ A winner is flagged cropped when both pixel sizes are known and differ.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from .bulk import executemany, fetch_tuples
-from .images import ImageRow, keep_id
+from .images import ImageRow, RealId, keep_id
 from .schema import images, matches
 
 
@@ -121,7 +121,7 @@ def delete_matches(conn: Connection, plan: MatchPlan) -> None:
 
 
 def write_matches(conn: Connection, plan: MatchPlan,
-                  real_id: Callable[[Optional[int]], Optional[int]] = keep_id) -> None:
+                  real_id: RealId = keep_id) -> None:
     """`real_id` maps the provisional ids of new images (catalog/sync.py)."""
     executemany(conn, matches.insert(),
                 [(real_id(m["final_image_id"]), real_id(m["sandbox_image_id"]), m["match"], m["problem"], m["cropped"])

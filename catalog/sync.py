@@ -51,6 +51,7 @@ from .images import (
     FolderPlan,
     ImageRow,
     Progress,
+    RealId,
     plan_folder,
     read_folder,
     to_image_row,
@@ -265,7 +266,7 @@ def _finals_to_match(sandbox: FolderPlan, final: FolderPlan) -> list[ImageRow]:
     return out
 
 
-def real_ids(real: list[int]) -> Callable[[Optional[int]], Optional[int]]:
+def real_ids(real: list[int]) -> RealId:
     """How new images get their real ids. A plan names them by provisional
     ids -1, -2, ... (in walk order), because it is made before the write
     lock is taken, and only under it are ids reserved (PostgreSQL: while
