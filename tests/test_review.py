@@ -380,6 +380,9 @@ def test_marks_round_trip(site, browser, tmp_path):
         marked[0].locator("input.note").fill("stage 2 has a missing belly button")
         assert page.locator("article.card.marked").count() == 2
         w.open(page_1)  # kept by the browser across page loads
+        # Under load the browser may hand the new page its stored marks a
+        # moment after "load": wait for them to be painted (fails after 10 s).
+        page.wait_for_function("document.querySelectorAll('article.card.marked').length >= 2", timeout=10_000)
         assert page.locator("article.card.marked").count() == 2
         assert page.locator("#marked-count").text_content() == "2 marked wrong"
         page.fill("#curator", "eleni")
