@@ -65,12 +65,13 @@ def _engine(target: str) -> Engine:
     return engine
 
 
-def plan_elsewhere(target: str, project: Project) -> Planned:
+def plan_elsewhere(target: Optional[str], project: Project) -> Planned:
     """In a worker: the first half of `project`'s sync (catalog/index.py
-    `plan_sync`), made on the worker's own read-only connection."""
+    `plan_sync`), made on the worker's own read-only connection; `target`
+    None: the run creates the catalogue, so the project has no rows to read."""
     from .index import plan_sync
 
-    return _lighter(plan_sync(_engine(target), project))
+    return _lighter(plan_sync(_engine(target) if target is not None else None, project))
 
 
 def _get_ready(target: str) -> None:
@@ -80,23 +81,59 @@ def _get_ready(target: str) -> None:
     _engine(target)
 
 
-def start_early(target: str) -> None:
+def start_early(target: str, projects: Sequence[Project]) -> Optional[Ahead]:
     """Start the run's workers now, before this process has imported the
-    database stack, when the catalogue is a SQLite file large enough to
-    hold MIN_IMAGES images: they get ready (a third of a second of imports)
-    while this process does the same, instead of after. The pool then waits
-    for `Ahead` to hand out work, or reads chunks of new files."""
+    database stack, when it pays: they get ready (a third of a second of
+    imports) while this process does the same, instead of after.
+
+    - The catalogue is a SQLite file large enough to hold MIN_IMAGES images:
+      the workers open it and wait for `Ahead` to hand out work (or read
+      chunks of new files).
+    - The run creates a new SQLite catalogue and its first project holds
+      MIN_IMAGES images: no project has rows to read, so the workers start
+      planning the next projects at once, while this process creates the
+      catalogue and plans the first. The `Ahead` returned already hands out
+      work; the run gives it its engine (`Ahead.open`)."""
     from .database import sqlite_path
 
     path = sqlite_path(target)
+    if path is None:
+        return None
     try:
-        large = path is not None and os.path.getsize(path) >= MIN_IMAGES * BYTES_PER_IMAGE
+        large = os.path.getsize(path) >= MIN_IMAGES * BYTES_PER_IMAGE
     except OSError:
-        return  # a new catalogue
+        if os.path.exists(path) or len(projects) < 2 or not _holds_images(projects[0].sandbox_dir, MIN_IMAGES):
+            return None
+        ahead = Ahead(None, None, projects)
+        ahead._start()
+        return ahead
     if large:
         pool = run_pool()
         if pool is not None:
             pool.submit(_get_ready, target)
+    return None
+
+
+def _holds_images(root: str, count: int) -> bool:
+    """Whether the folder `root` holds at least `count` images, looking at
+    names only and stopping as soon as it has seen that many."""
+    from .names import is_image
+
+    seen = 0
+    stack = [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif is_image(entry.name):
+                        seen += 1
+                        if seen >= count:
+                            return True
+        except OSError:
+            return False  # the sync reports it
+    return seen >= count
 
 
 def _lighter(planned: Planned) -> Planned:
@@ -123,21 +160,30 @@ class Ahead:
     that of a few projects however many the run has.
     """
 
-    def __init__(self, engine: Engine, target: str, projects: Sequence[Project]):
+    def __init__(self, engine: Optional[Engine], target: Optional[str], projects: Sequence[Project]):
+        # None until `open` when made before the catalogue exists (`start_early`).
         self.engine = engine
+        # What workers plan on: None while the run creates the catalogue
+        # (no project of the run has rows in it before its own write).
         self.target = target
         self.pool: Optional[ProcessPoolExecutor] = None
         self.workers = 0
         self.decided = len(projects) < 2  # nothing to plan ahead of
         # Guards the two below: the pool's thread hands out work too.
         self.lock = threading.RLock()
-        self.queue = list(projects)  # not handed out yet, in order
+        # Not handed out yet, in order. The first project is always planned
+        # here: this process has nothing else to do until it is planned.
+        self.queue = list(projects[1:])
         self.futures: dict[str, Future] = {}
         self.held: dict[str, Optional[Planned]] = {}  # planned here ahead of its turn (None: failed)
         self.to_write = len(projects)  # projects whose write is still to come
         # Seconds the main process took to plan a project, and to write one.
         self.plan_seconds: list[float] = []
         self.write_seconds: list[float] = []
+
+    def open(self, engine: Engine) -> None:
+        """The catalogue is open: plans made in this process read it."""
+        self.engine = engine
 
     def wrote(self, seconds: float) -> None:
         """A project's write took `seconds` (told by the sync)."""
@@ -184,20 +230,30 @@ class Ahead:
 
     def _worth_planning_here(self) -> bool:
         """Whether the main process, waiting for a worker's plan, should plan
-        the next project itself: only while its own work left (writing every
-        project still to come, and that plan) stays below the workers' (the
-        plan being waited for, the others handed out and not done, and
-        those not handed out yet, less the one it would take: the first and
-        the last cancel out). A first index writes a lot (the main process
-        then plans few projects); a re-index of unchanged folders writes
-        next to nothing (it plans about half). Before both are measured: yes."""
+        the next project itself: when that makes the run end no later than
+        waiting would. Either way the run ends when both sides are done: the
+        main process when it has written every project still to come, the
+        workers when they have planned the one waited for, the others handed
+        out and the rest, and the main process has written their last plan.
+        Planning here adds a plan to the first and takes one from the
+        second, so it pays while
+
+            plan + to_write * write  <=  plans_left * plan / workers + write
+
+        (plans_left counts the one waited for; as long as the left side is
+        not above the right, the main process is not what the run waits for).
+        A first index writes a lot, so the main process plans fewer projects
+        than the workers; a re-index of unchanged folders writes next to
+        nothing, and it plans about half. Before both are measured: yes."""
         if not self.plan_seconds or not self.write_seconds or self.workers <= 0:
             return True
         plan = sum(self.plan_seconds) / len(self.plan_seconds)
         write = sum(self.write_seconds) / len(self.write_seconds)
         with self.lock:
-            plans_left = self._running() + len(self.queue)
-        return self.to_write * write + plan <= plans_left * plan / self.workers
+            plans_left = 1 + self._running() + len(self.queue)
+        if os.environ.get("OLDRULE"):
+            return self.to_write * write + plan <= (plans_left - 1) * plan / self.workers
+        return plan + self.to_write * write <= plans_left * plan / self.workers + write
 
     def _running(self) -> int:
         """Plans handed out (other than the one taken) and not done yet."""
@@ -224,6 +280,7 @@ class Ahead:
 
         from .schema import images
 
+        assert self.engine is not None  # undecided only in an Ahead made with its engine
         # max(id) rather than count(*): read from the key, not the table.
         with self.engine.connect() as conn:
             return conn.execute(select(func.max(images.c.id))).scalar() or 0

@@ -101,9 +101,9 @@ def fail(message: str, code: int) -> None:
     typer.echo(f"catalog: error: {message}", err=True)
     reading = sys.modules.get("catalog.reading")
     if reading is not None and reading.abandoned():
-        # The run's workers were killed mid-task (Ctrl-C): end here, without
-        # the interpreter's exit handlers, whose tidying of that pool can
-        # print a stray traceback (see reading.shared_workers).
+        # The run's workers were killed mid-task (Ctrl-C or an error): end
+        # here, without the interpreter's exit handlers, whose tidying of
+        # that pool can print a stray traceback (see reading.shared_workers).
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -221,14 +221,21 @@ def index(
     found = requested(paths, project, sandbox, final)
     # One pool of worker processes serves the whole run (catalog/reading.py);
     # for several projects (none named: every catalogued one) in a large
-    # catalogue it starts now, while this process gets ready.
+    # catalogue, or a new catalogue whose first project is large, it starts
+    # now, while this process gets ready (a new catalogue's workers start
+    # planning at once). Projects named by PATH are never skipped as
+    # missing, so the early planner's projects are those synced.
     with shared_workers():
-        if not dry_run and len(found) != 1:
-            start_early(state.db)
-        _index(found, dry_run, list_paths, quiet, as_json)
+        early = start_early(state.db, found) if not dry_run and len(found) != 1 else None
+        failed = _index(found, dry_run, list_paths, quiet, as_json, early)
+    # Outside the run's workers: leaving their block by an exception means
+    # the run was stopped (reading.shared_workers), a failed project does not.
+    if failed:
+        raise typer.Exit(1)
 
 
-def _index(found: list, dry_run: bool, list_paths: bool, quiet: bool, as_json: bool) -> None:
+def _index(found: list, dry_run: bool, list_paths: bool, quiet: bool, as_json: bool, early=None) -> int:
+    """Index (or check) `found`; the number of projects that failed."""
     from catalog.ahead import Ahead
     from catalog.database import open_catalog, open_existing
     from catalog.errors import UsageError
@@ -255,7 +262,9 @@ def _index(found: list, dry_run: bool, list_paths: bool, quiet: bool, as_json: b
         else:
             to_sync.append((i, p))
     # The next projects are planned by workers while one is written.
-    ahead = None if dry_run or engine is None else Ahead(engine, state.db, [p for _, p in to_sync])
+    ahead = None if dry_run or engine is None else early or Ahead(engine, state.db, [p for _, p in to_sync])
+    if ahead is not None and engine is not None:
+        ahead.open(engine)
     try:
         for i, p in to_sync:
             label = f"{p.name} ({i}/{len(found)})" if len(found) > 1 else p.name
@@ -281,8 +290,7 @@ def _index(found: list, dry_run: bool, list_paths: bool, quiet: bool, as_json: b
         if missing:
             line += f", {len(missing)} missing"
         typer.echo(line)
-    if failed:
-        raise typer.Exit(1)
+    return failed
 
 
 def _interrupted_index(exc: KeyboardInterrupt, summaries: list) -> str:

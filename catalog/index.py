@@ -174,10 +174,14 @@ def index_project(
     return summary
 
 
-def plan_sync(engine: Engine, project: Project, progress: Optional[Progress] = None) -> Planned:
+def plan_sync(engine: Optional[Engine], project: Project, progress: Optional[Progress] = None) -> Planned:
     """The first half of a sync: read the project's rows, scan its folders
-    and derive, in one read transaction that takes no lock."""
+    and derive, in one read transaction that takes no lock. `engine` None:
+    plan on no rows at all (the catalogue is being created; the write finds
+    whether the project got rows meanwhile, as for any plan)."""
     warnings: list[str] = []
+    if engine is None:
+        return Planned(None, plan_project(None, None, project, warn=warnings.append, progress=progress), warnings)
     with engine.connect() as conn:
         dialects.reading(conn)
         with conn.begin():

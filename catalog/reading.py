@@ -133,23 +133,25 @@ def shared_workers(workers: Optional[int] = None) -> Iterator[None]:
         yield
         return
     _shared = _RunPool(default_workers() if workers is None else workers)
-    interrupted = False
+    stopped = False
     try:
         yield
-    except KeyboardInterrupt:
-        interrupted = True
+    except BaseException:
+        stopped = True
         raise
     finally:
         run, _shared = _shared, None
         if run.pool is not None:
-            if interrupted:
-                # Ctrl-C: a worker may be planning a whole project, and
-                # nothing it returns is wanted any more. The workers are
-                # killed, and the pool is not shut down: its shutdown sends
-                # them stop messages, and one written to a pipe a dead
-                # worker closed makes the pool's feeder thread print a
-                # traceback. The command line ends the process without
-                # running exit handlers, which would do the same (`abandoned`).
+            if stopped:
+                # Ctrl-C or an error stopped the run: a worker may be
+                # planning a whole project (seconds of work), and nothing it
+                # returns is wanted any more. The workers are killed, and
+                # the pool is not shut down: its shutdown would wait for
+                # that plan, and it sends them stop messages, one of which,
+                # written to a pipe a dead worker closed, makes the pool's
+                # feeder thread print a traceback. The command line ends
+                # the process without running exit handlers, which would do
+                # the same (`abandoned`).
                 processes = list((getattr(run.pool, "_processes", None) or {}).values())
                 for process in processes:
                     process.kill()
@@ -161,13 +163,13 @@ def shared_workers(workers: Optional[int] = None) -> Iterator[None]:
 
 
 # Set when a run's workers were killed on the way out of `shared_workers`
-# (Ctrl-C; on any other exception the pool is shut down as usual).
+# (Ctrl-C or an error; a run that ends normally shuts its pool down).
 _abandoned = False
 
 
 def abandoned() -> bool:
-    """Whether this process killed its workers on Ctrl-C and should end
-    without the interpreter's exit handlers."""
+    """Whether this process killed its workers (Ctrl-C or an error) and
+    should end without the interpreter's exit handlers."""
     return _abandoned
 
 

@@ -359,6 +359,20 @@ def test_ctrl_c_with_plans_made_ahead(world, tmp_path):
     assert_each_project(Catalogue.of(db, world["order"]), world, kind, 2, synced_too=False)
 
 
+def test_error_with_plans_made_ahead(sample, tmp_path):
+    """An error that stops a run while a worker plans (a new catalogue in a
+    folder that does not exist: the workers start planning before the
+    catalogue is opened) gives its one line, not a traceback from the
+    stopped workers, and creates nothing."""
+    root, _ = sample
+    db = tmp_path / "missing" / "c.db"
+    result = catalog(db, "index", root, env=with_env(**AHEAD), timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"catalog: error: folder of database {db} does not exist; create it or choose another --db"], result.stderr
+    assert not db.parent.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend_name", ON_BOTH)
 @pytest.mark.parametrize("args", [["export"], ["export", "--merge"], ["export-anomalies"]],

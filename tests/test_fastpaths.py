@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from conftest import Run
@@ -162,9 +163,10 @@ def test_runs_on_names_equal_the_selectors_groups(specs, stored):
         assert sorted(selector_runs_of(rows)) == expected
 
 
-def _count_plans_made_ahead(monkeypatch) -> list[str]:
-    """Names of the projects handed to a worker to plan, as they are handed."""
-    handed: list[str] = []
+def _count_plans_made_ahead(monkeypatch) -> list[tuple[Optional[str], str]]:
+    """(catalogue, project name) of the plans handed to a worker, as they are
+    handed; catalogue None: planned on no rows, the run creates the catalogue."""
+    handed: list[tuple[Optional[str], str]] = []
     real_run_pool = ahead.run_pool
 
     def counting_pool(**kwargs):
@@ -174,7 +176,7 @@ def _count_plans_made_ahead(monkeypatch) -> list[str]:
 
             def counted_submit(fn, *args):
                 if fn is ahead.plan_elsewhere:
-                    handed.append(args[1].name)
+                    handed.append((args[0], args[1].name))
                 return submit(fn, *args)
 
             pool.submit = counted_submit  # type: ignore[method-assign]
@@ -222,6 +224,9 @@ def test_plans_made_ahead_equal_plans_made_in_turn(sample, tmp_path, monkeypatch
         parallel = planned_ahead("index", root, "--json")
         assert plain.exit_code == 0 and parallel.exit_code == 0, (plain.output, parallel.output)
         assert len(handed) > before, "no project was planned by a worker"
+        # A first index creates the catalogue: the workers plan on no rows
+        # from the start; later runs plan on the catalogue.
+        assert all((target is None) == (step == 0) for target, _ in handed[before:]), handed[before:]
         assert _dump(tmp_path / "ahead.db") == _dump(tmp_path / "in_turn.db"), f"step {step}"
         # What each run reports is the same too (but for the time it took).
         summaries = [json.loads(r.stdout) for r in (plain, parallel)]
@@ -242,5 +247,5 @@ def test_warnings_of_a_plan_made_ahead_are_reported(sample, tmp_path, monkeypatc
     handed = _count_plans_made_ahead(monkeypatch)
     done = Run(tmp_path / "c.db")("index", root)
     assert done.exit_code == 0, done.output
-    assert "mojo-1" in handed
+    assert "mojo-1" in [name for _, name in handed]
     assert f"final folder {root / 'mojo-1'} not found" in done.output
