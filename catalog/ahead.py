@@ -251,8 +251,6 @@ class Ahead:
         write = sum(self.write_seconds) / len(self.write_seconds)
         with self.lock:
             plans_left = 1 + self._running() + len(self.queue)
-        if os.environ.get("OLDRULE"):
-            return self.to_write * write + plan <= (plans_left - 1) * plan / self.workers
         return plan + self.to_write * write <= plans_left * plan / self.workers + write
 
     def _running(self) -> int:
