@@ -104,6 +104,10 @@ def fail(message: str, code: int) -> None:
         # The run's workers were killed mid-task (Ctrl-C or an error): end
         # here, without the interpreter's exit handlers, whose tidying of
         # that pool can print a stray traceback (see reading.shared_workers).
+        # The catalogues are closed all the same.
+        from catalog.__main__ import before_exit
+
+        before_exit()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -12,9 +12,11 @@ appears in a message (`shown`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -126,8 +128,30 @@ def _postgres_connect_args(url: URL, readonly: bool) -> dict:
     return args
 
 
+# Every engine this process opened and still holds, closed by `close_all`
+# on the way out rather than by the interpreter's teardown (see
+# catalog/__main__.py `before_exit`).
+_opened: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Close the pooled connections of every engine still held. A SQLite
+    file's last connection folds its write-ahead log back into the file and
+    removes the -wal and -shm files beside it."""
+    for engine in list(_opened):
+        # On the way out: a server already gone is no news.
+        with contextlib.suppress(Exception):
+            engine.dispose()
+
+
 def open_engine(target: str, *, readonly: bool = False) -> Engine:
     """An engine with the catalogue's connection settings; no checks."""
+    engine = _new_engine(target, readonly)
+    _opened.add(engine)
+    return engine
+
+
+def _new_engine(target: str, readonly: bool) -> Engine:
     from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -16,6 +16,7 @@ yet are read by the main process itself: both cores stay busy to the end.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import signal
@@ -54,6 +55,10 @@ def _worker_init(parent: int) -> None:
     global _in_worker
     _in_worker = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker's way out is the command's (the run waits for it to end).
+    from .__main__ import before_exit
+
+    atexit.register(before_exit)
     if sys.platform.startswith("linux"):
         try:
             import ctypes
