@@ -10,4 +10,6 @@ from catalog.cli import *  # noqa: F401,F403  (re-exports app, handled, state, .
 from catalog.cli import app
 
 if __name__ == "__main__":
-    app(prog_name="catalog")
+    from catalog.__main__ import main
+
+    main()  # the same way in and out as the `catalog` script
