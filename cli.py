@@ -10,6 +10,6 @@ from catalog.cli import *  # noqa: F401,F403  (re-exports app, handled, state, .
 from catalog.cli import app
 
 if __name__ == "__main__":
-    from catalog.__main__ import main
+    from catalog.__main__ import main as run
 
-    main()  # the same way in and out as the `catalog` script
+    run()  # the same way in and out as the `catalog` script

@@ -16,6 +16,8 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
+from catalog.errors import QUERY_STOPPED
+
 
 class CatalogGroup(TyperGroup):
     """Click's own usage errors in the tool's style: one line, `catalog: error:`,
@@ -120,7 +122,7 @@ class Interrupted(KeyboardInterrupt):
 
 # What Ctrl-C leaves behind, command by command (index says it per project).
 INTERRUPTED = {
-    "sql": "the query was stopped; nothing was changed",
+    "sql": QUERY_STOPPED,
     "export": "OUT was left as it was (the rows are written to a temporary file, renamed only when complete)",
     "export_anomalies": "OUT was left as it was (the rows are written to a temporary file, renamed only when complete)",
     "forget": "nothing was forgotten (one transaction)",

@@ -15,3 +15,8 @@ class UsageError(CatalogError):
     """A mistake in what the user asked for (exit code 2)."""
 
     exit_code = 2
+
+
+# What Ctrl-C during `catalog sql` leaves behind: said by the command line,
+# or by catalog/query.py when the driver does not let go of the query.
+QUERY_STOPPED = "the query was stopped; nothing was changed"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from .database import open_sqlite_reader, sqlite_path
-from .errors import CatalogError, UsageError
+from .errors import QUERY_STOPPED, CatalogError, UsageError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -233,7 +233,7 @@ def engine_statement(engine: Engine, sql: str, statement: str, *,
 def _stopped_anyway() -> None:
     """Ctrl-C came and the driver is still waiting on the server: end the
     process; closing its socket makes the server end the statement."""
-    sys.stderr.write("catalog: error: interrupted; the query was stopped; nothing was changed\n")
+    sys.stderr.write(f"catalog: error: interrupted; {QUERY_STOPPED}\n")
     sys.stderr.flush()
     os._exit(130)
 
