@@ -249,3 +249,22 @@ def test_warnings_of_a_plan_made_ahead_are_reported(sample, tmp_path, monkeypatc
     assert done.exit_code == 0, done.output
     assert "mojo-1" in [name for _, name in handed]
     assert f"final folder {root / 'mojo-1'} not found" in done.output
+
+
+def test_holds_images_counts_images_only(tmp_path):
+    """The look that decides whether a new catalogue's workers start at once:
+    images (by name) anywhere below, not companions, not through a
+    symlinked folder, and it stops counting once it has seen enough."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/20250101_000000_stage1.png", "a/b/20250101_000001_stage2.JPG", "x.webp"):
+        (tmp_path / name).write_bytes(b"")
+    for name in ("a/20250101_000000_stage1.yaml", "a/b/notes.txt", ".png"):
+        (tmp_path / name).write_bytes(b"")
+    outside = tmp_path.parent / f"{tmp_path.name}-linked"
+    outside.mkdir()
+    for k in range(5):
+        (outside / f"{k}.png").write_bytes(b"")
+    (tmp_path / "link").symlink_to(outside, target_is_directory=True)
+    assert ahead._holds_images(str(tmp_path), 3)
+    assert not ahead._holds_images(str(tmp_path), 4)
+    assert not ahead._holds_images(str(tmp_path / "missing"), 1)
