@@ -235,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", default="10000,120000", help="sandbox image counts, comma-separated")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--work", default=str(HERE / "work"), help="where workspaces and databases go")
-    parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="results file, or - for none")
+    # Not RESULTS.md: that file is the record of many runs, with where the
+    # time goes; a new run's table is copied into it by hand.
+    parser.add_argument("--out", default=str(HERE / "LATEST.md"), help="results file, or - for none")
     return parser
 
 
