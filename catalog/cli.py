@@ -11,12 +11,15 @@ import json
 import os
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from catalog.errors import QUERY_STOPPED
+
+if TYPE_CHECKING:
+    from catalog.ahead import Ahead
 
 
 class CatalogGroup(TyperGroup):
@@ -240,8 +243,10 @@ def index(
         raise typer.Exit(1)
 
 
-def _index(found: list, dry_run: bool, list_paths: bool, quiet: bool, as_json: bool, early=None) -> int:
-    """Index (or check) `found`; the number of projects that failed."""
+def _index(found: list, dry_run: bool, list_paths: bool, quiet: bool, as_json: bool,
+           early: Optional["Ahead"] = None) -> int:
+    """Index (or check) `found`; the number of projects that failed. `early`:
+    the run's planner when it started before the catalogue was opened."""
     from catalog.ahead import Ahead
     from catalog.database import open_catalog, open_existing
     from catalog.errors import UsageError
