@@ -20,6 +20,7 @@ then plans that project itself and reports what it finds in the usual way.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -115,25 +116,16 @@ def start_early(target: str, projects: Sequence[Project]) -> Optional[Ahead]:
 
 
 def _holds_images(root: str, count: int) -> bool:
-    """Whether the folder `root` holds at least `count` images, looking at
-    names only and stopping as soon as it has seen that many."""
-    from .names import is_image
+    """Whether the folder `root` holds at least `count` images, as the sync's
+    walk finds them (catalog/scan.py), stopping as soon as it has seen that
+    many."""
+    from .errors import CatalogError
+    from .scan import scan_images
 
-    seen = 0
-    stack = [root]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif is_image(entry.name):
-                        seen += 1
-                        if seen >= count:
-                            return True
-        except OSError:
-            return False  # the sync reports it
-    return seen >= count
+    try:
+        return sum(1 for _ in itertools.islice(scan_images(root), count)) >= count
+    except CatalogError:
+        return False  # a folder it cannot read: the sync reports it
 
 
 def _lighter(planned: Planned) -> Planned:

@@ -253,7 +253,7 @@ def test_warnings_of_a_plan_made_ahead_are_reported(sample, tmp_path, monkeypatc
 
 def test_holds_images_counts_images_only(tmp_path):
     """The look that decides whether a new catalogue's workers start at once:
-    images (by name) anywhere below, not companions, not through a
+    images as the sync's walk finds them, not companions, not through a
     symlinked folder, and it stops counting once it has seen enough."""
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/20250101_000000_stage1.png", "a/b/20250101_000001_stage2.JPG", "x.webp"):
